@@ -1,0 +1,638 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// config is everything dewy needs to run, from flags, DEWY_* variables and
+// the TOML file (flags win over variables, variables over the file).
+type config struct {
+	Command string // "server" or "assets"
+
+	Registry    *url.URL // with the shared selection options removed
+	RegistryRaw string   // as given, for messages
+	Select      selectOptions
+	Cache       string
+	Notifiers   []string
+	Root        string
+	Interval    time.Duration
+	Keep        int
+	LogLevel    slog.Level
+	LogFormat   string
+	HostID      string
+
+	BeforeHook  string
+	AfterHook   string
+	FailureHook string
+	HookTimeout time.Duration
+
+	Once            bool
+	RequireChecksum bool
+	RetryFailed     bool
+	Limits          extractLimits
+
+	Server serverConfig
+}
+
+var errHelp = errors.New("help requested")
+
+// usageError is bad input from the operator: dewy exits with status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+// setting is one option, reachable as a flag, a DEWY_* variable and a TOML key.
+type setting struct {
+	key      string   // TOML key; the long flag is the key with '-' for '_'
+	short    string   // one-letter flag, if any
+	usage    string
+	repeated bool     // may be given several times; a later source replaces an earlier one's list
+	bool     bool     // a flag that takes no value
+	commands []string // which commands accept it; nil = both
+	set      func(c *config, v string) error
+}
+
+func (o setting) flagName() string { return strings.ReplaceAll(o.key, "_", "-") }
+func (o setting) envName() string  { return "DEWY_" + strings.ToUpper(o.key) }
+
+var bothCommands, serverOnly, assetsOnly = []string(nil), []string{"server"}, []string{"assets"}
+
+func settings() []setting {
+	return []setting{
+		{key: "registry", usage: "registry URL (file://, ghr://, s3://, gs://, grpc://)", set: func(c *config, v string) error {
+			c.RegistryRaw = v
+			return nil
+		}},
+		{key: "cache", usage: "cache URL (file://, memory://, redis://, consul://)", set: func(c *config, v string) error { c.Cache = v; return nil }},
+		{key: "notifier", usage: "notification URL (repeatable)", repeated: true, set: func(c *config, v string) error {
+			c.Notifiers = append(c.Notifiers, v)
+			return nil
+		}},
+		{key: "root", usage: "directory holding releases/ and current", set: func(c *config, v string) error {
+			if v == "" {
+				return errors.New("empty directory")
+			}
+			c.Root = v
+			return nil
+		}},
+		{key: "interval", short: "i", usage: "poll interval (30s, 5m, or plain seconds)", set: func(c *config, v string) error {
+			d, err := parseDuration(v)
+			if err == nil && d <= 0 {
+				err = errors.New("must be positive")
+			}
+			c.Interval = d
+			return err
+		}},
+		{key: "keep", usage: "releases kept on disk", set: func(c *config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return errors.New("not a whole number")
+			}
+			if n < 0 {
+				return errors.New("must not be negative")
+			}
+			c.Keep = n
+			return nil
+		}},
+		{key: "log_level", short: "l", usage: "debug, info, warn or error", set: func(c *config, v string) error {
+			switch strings.ToLower(v) {
+			case "debug":
+				c.LogLevel = slog.LevelDebug
+			case "info":
+				c.LogLevel = slog.LevelInfo
+			case "warn", "warning":
+				c.LogLevel = slog.LevelWarn
+			case "error":
+				c.LogLevel = slog.LevelError
+			default:
+				return errors.New("want debug, info, warn or error")
+			}
+			return nil
+		}},
+		{key: "log_format", short: "f", usage: "text or json", set: func(c *config, v string) error {
+			if v != "text" && v != "json" {
+				return errors.New("want text or json")
+			}
+			c.LogFormat = v
+			return nil
+		}},
+		{key: "host_id", usage: "this host's name in reports and fleet keys (default: hostname)", set: func(c *config, v string) error {
+			if strings.ContainsAny(v, "/ \t\n") {
+				return errors.New("want a name without slashes or spaces")
+			}
+			c.HostID = v
+			return nil
+		}},
+		{key: "before_deploy_hook", usage: "shell command run before a release is swapped in", set: hookSetter(func(c *config) *string { return &c.BeforeHook })},
+		{key: "after_deploy_hook", usage: "shell command run once a new release is live", set: hookSetter(func(c *config) *string { return &c.AfterHook })},
+		{key: "on_failure_hook", usage: "shell command run when a deploy fails", set: hookSetter(func(c *config) *string { return &c.FailureHook })},
+		{key: "hook_timeout", usage: "time a hook may run before it is killed", set: positiveDuration(func(c *config) *time.Duration { return &c.HookTimeout })},
+		{key: "require_checksum", bool: true, usage: "refuse releases that publish no checksum", set: boolSetter(func(c *config) *bool { return &c.RequireChecksum })},
+		{key: "retry_failed", bool: true, usage: "retry releases that failed their health check", set: boolSetter(func(c *config) *bool { return &c.RetryFailed })},
+		{key: "max_unpack_size", usage: "largest unpacked release (e.g. 4GiB)", set: func(c *config, v string) error {
+			n, err := parseSize(v)
+			c.Limits.MaxBytes = n
+			return err
+		}},
+		{key: "max_unpack_entries", usage: "most files in one release", set: func(c *config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				return errors.New("want a positive whole number")
+			}
+			c.Limits.MaxEntries = n
+			return nil
+		}},
+		{key: "once", bool: true, commands: assetsOnly, usage: "deploy the newest release if needed, then exit", set: boolSetter(func(c *config) *bool { return &c.Once })},
+
+		{key: "port", short: "p", repeated: true, commands: serverOnly, usage: "listener: 8000, 8000-8003, 127.0.0.1:8000, [::1]:8000, unix:/path (repeatable, comma lists)", set: func(c *config, v string) error {
+			for _, p := range strings.Split(v, ",") {
+				c.Server.Ports = append(c.Server.Ports, strings.TrimSpace(p))
+			}
+			return nil
+		}},
+		{key: "health_path", commands: serverOnly, usage: "HTTP path that answers 2xx once the application is ready", set: func(c *config, v string) error {
+			if v != "" && !strings.HasPrefix(v, "/") {
+				return errors.New("must start with /")
+			}
+			c.Server.HealthPath = v
+			return nil
+		}},
+		{key: "health_timeout", commands: serverOnly, usage: "how long a new release may take to become ready", set: positiveDuration(func(c *config) *time.Duration { return &c.Server.HealthTimeout })},
+		{key: "ready_delay", commands: serverOnly, usage: "wait after the first TCP connect when there is no health check", set: func(c *config, v string) error {
+			d, err := parseDuration(v)
+			if err == nil && d < 0 {
+				err = errors.New("must not be negative")
+			}
+			c.Server.ReadyDelay = d
+			return err
+		}},
+		{key: "drain_timeout", commands: serverOnly, usage: "how long the old process may take to exit before SIGKILL", set: positiveDuration(func(c *config) *time.Duration { return &c.Server.DrainTimeout })},
+		{key: "stop_signal", commands: serverOnly, usage: "signal that asks the application to stop (SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2)", set: func(c *config, v string) error {
+			s, ok := signalNames[strings.TrimPrefix(strings.ToUpper(v), "SIG")]
+			if !ok {
+				return errors.New("want SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1 or SIGUSR2")
+			}
+			c.Server.StopSignal = s
+			return nil
+		}},
+		{key: "args", repeated: true, commands: serverOnly, usage: "(TOML only) the application's command line", set: func(c *config, v string) error {
+			c.Server.Command = append(c.Server.Command, v)
+			return nil
+		}},
+	}
+}
+
+var signalNames = map[string]syscall.Signal{
+	"TERM": syscall.SIGTERM, "INT": syscall.SIGINT, "QUIT": syscall.SIGQUIT,
+	"HUP": syscall.SIGHUP, "USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2,
+}
+
+func hookSetter(field func(*config) *string) func(*config, string) error {
+	return func(c *config, v string) error {
+		if strings.ContainsRune(v, 0) {
+			return errors.New("contains a NUL byte")
+		}
+		*field(c) = v
+		return nil
+	}
+}
+
+func boolSetter(field func(*config) *bool) func(*config, string) error {
+	return func(c *config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return errors.New("want true or false")
+		}
+		*field(c) = b
+		return nil
+	}
+}
+
+func positiveDuration(field func(*config) *time.Duration) func(*config, string) error {
+	return func(c *config, v string) error {
+		d, err := parseDuration(v)
+		if err == nil && d <= 0 {
+			err = errors.New("must be positive")
+		}
+		*field(c) = d
+		return err
+	}
+}
+
+// parseDuration takes a Go duration ("30s") or plain seconds ("30").
+func parseDuration(v string) (time.Duration, error) {
+	if n, err := strconv.ParseFloat(v, 64); err == nil {
+		if n > 1e9 || n != n {
+			return 0, errors.New("too large")
+		}
+		return time.Duration(n * float64(time.Second)), nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, errors.New("want a duration such as 30s or 5m, or seconds")
+	}
+	return d, nil
+}
+
+// parseSize takes bytes with an optional KiB/MiB/GiB/TiB (or KB/MB/GB) suffix.
+func parseSize(v string) (int64, error) {
+	s := strings.TrimSpace(v)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return 0, errors.New("want a positive size such as 4GiB or 500MiB")
+	}
+	return n * mult, nil
+}
+
+func defaultConfig() *config {
+	return &config{
+		Root:        ".",
+		Interval:    30 * time.Second,
+		Keep:        5,
+		LogLevel:    slog.LevelInfo,
+		LogFormat:   "text",
+		HookTimeout: 5 * time.Minute,
+		Limits:      defaultExtractLimits,
+		Server: serverConfig{
+			HealthTimeout: 30 * time.Second,
+			ReadyDelay:    time.Second,
+			DrainTimeout:  30 * time.Second,
+			StopSignal:    syscall.SIGTERM,
+		},
+	}
+}
+
+// parseArgs turns the command line, DEWY_* variables and the TOML file
+// into a validated config. Every error names the flag, key or value at fault.
+func parseArgs(args []string, getenv func(string) string) (*config, error) {
+	command := ""
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		command, args = args[0], args[1:]
+		switch command {
+		case "server", "assets":
+		case "help":
+			return nil, errHelp
+		case "version":
+			if len(args) > 0 {
+				return nil, usagef("`dewy version` takes no arguments, got %q", args[0])
+			}
+			return &config{Command: "version"}, nil
+		default:
+			return nil, usagef("unknown command %q (want server, assets, history, status, version or help)", command)
+		}
+	}
+	var appArgs []string
+	if i := slices.Index(args, "--"); i >= 0 {
+		args, appArgs = args[:i], args[i+1:]
+	}
+
+	opts := settings()
+	fs := flag.NewFlagSet("dewy", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var configFile string
+	fs.StringVar(&configFile, "c", "", "")
+	fs.StringVar(&configFile, "config", "", "")
+	type given struct {
+		opt  setting
+		name string
+		vals []string
+	}
+	var order []*given
+	byKey := map[string]*given{}
+	for _, o := range opts {
+		o := o
+		v := &flagValue{isBool: o.bool, add: func(name, s string) error {
+			g := byKey[o.key]
+			if g == nil {
+				g = &given{opt: o, name: name}
+				byKey[o.key] = g
+				order = append(order, g)
+			}
+			if !o.repeated {
+				g.vals = nil
+			}
+			g.name = name
+			g.vals = append(g.vals, s)
+			return nil
+		}}
+		if o.key == "args" {
+			continue // the application's argv comes after "--" on the command line
+		}
+		fs.Var(v.named(o.flagName()), o.flagName(), o.usage)
+		if o.short != "" {
+			fs.Var(v.named(o.short), o.short, o.usage)
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, errHelp
+		}
+		return nil, &usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return nil, usagef("unexpected argument %q (the application's command goes after --)", fs.Arg(0))
+	}
+
+	cfg := defaultConfig()
+	apply := func(o setting, source string, vals []string) error {
+		if o.repeated {
+			switch o.key {
+			case "notifier":
+				cfg.Notifiers = nil
+			case "port":
+				cfg.Server.Ports = nil
+			case "args":
+				cfg.Server.Command = nil
+			}
+		}
+		for _, v := range vals {
+			if err := o.set(cfg, v); err != nil {
+				return usagef("%s %q: %v", source, v, err)
+			}
+		}
+		return nil
+	}
+	fromFile := map[string]bool{}
+	if configFile != "" {
+		fileCmd, err := loadTOML(configFile, opts, apply, fromFile)
+		if err != nil {
+			return nil, err
+		}
+		if command == "" {
+			command = fileCmd
+		} else if fileCmd != "" && fileCmd != command {
+			return nil, usagef("%s: command = %q, but the command line says %q", configFile, fileCmd, command)
+		}
+	}
+	for _, o := range opts {
+		if v := getenv(o.envName()); v != "" {
+			vals := []string{v}
+			if o.repeated {
+				vals = strings.Split(v, " ")
+			}
+			if err := apply(o, o.envName(), vals); err != nil {
+				return nil, err
+			}
+			fromFile[o.key] = true
+		}
+	}
+	for _, g := range order {
+		if err := apply(g.opt, "-"+dashes(g.name)+g.name, g.vals); err != nil {
+			return nil, err
+		}
+	}
+	if len(appArgs) > 0 {
+		cfg.Server.Command = appArgs
+	}
+
+	if command == "" {
+		return nil, usagef("no command: want `dewy server`, `dewy assets`, or `command = ...` in the file given with -c")
+	}
+	cfg.Command = command
+	for _, o := range opts {
+		if o.commands == nil || slices.Contains(o.commands, command) {
+			continue
+		}
+		if g := byKey[o.key]; g != nil {
+			return nil, usagef("flag -%s%s is not used by `dewy %s`", dashes(g.name), g.name, command)
+		}
+		if fromFile[o.key] {
+			return nil, usagef("%s is not used by `dewy %s`", o.key, command)
+		}
+	}
+	if command == "assets" && len(appArgs) > 0 {
+		return nil, usagef("`dewy assets` runs no application; remove %q after --", strings.Join(appArgs, " "))
+	}
+	return cfg, cfg.validate(getenv)
+}
+
+func dashes(name string) string {
+	if len(name) == 1 {
+		return ""
+	}
+	return "-"
+}
+
+// validate checks what single values cannot: required settings and URLs.
+func (c *config) validate(getenv func(string) string) error {
+	if c.RegistryRaw == "" {
+		return usagef("--registry is required (for example --registry ghr://owner/repo or file:///srv/releases)")
+	}
+	u, sel, err := parseRegistryURL(c.RegistryRaw)
+	if err != nil {
+		return &usageError{err.Error()}
+	}
+	c.Registry, c.Select = u, sel
+	c.Select.GOOS, c.Select.GOARCH = runtime.GOOS, runtime.GOARCH
+	if c.Command == "server" && len(c.Server.Command) == 0 {
+		return usagef("`dewy server` needs the application's command after -- (for example: dewy server --registry ... -- /srv/app/current/app)")
+	}
+	if c.Command == "server" {
+		if _, err := parsePorts(c.Server.Ports); err != nil {
+			return usagef("--port: %v", err)
+		}
+	}
+	if c.HostID == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "localhost"
+		}
+		c.HostID = h
+	}
+	root, err := filepath.Abs(c.Root)
+	if err != nil {
+		return usagef("--root %q: %v", c.Root, err)
+	}
+	c.Root = root
+	for _, n := range c.Notifiers {
+		if _, err := url.Parse(n); err != nil || !strings.Contains(n, "://") {
+			return usagef("--notifier %q: not a URL (want slack://channel, https://… or webhook+http://…)", redactRaw(n))
+		}
+	}
+	if c.Cache != "" {
+		if _, err := url.Parse(c.Cache); err != nil || !strings.Contains(c.Cache, "://") {
+			return usagef("--cache %q: not a URL (want file:///dir, memory://, redis://host:port/0 or consul://host:port/prefix)", redactRaw(c.Cache))
+		}
+	}
+	return nil
+}
+
+// registrySchemes are the registries dewy knows; whether this build
+// includes one is the constructor's business.
+var registrySchemes = []string{"file", "ghr", "s3", "gs", "grpc"}
+
+// parseRegistryURL checks the URL and takes out the options every registry
+// shares, leaving the backend's own options on the URL.
+func parseRegistryURL(raw string) (*url.URL, selectOptions, error) {
+	var sel selectOptions
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" {
+		return nil, sel, fmt.Errorf("--registry %q: not a URL (want file:///dir, ghr://owner/repo, s3://region/bucket/prefix, gs://bucket/prefix or grpc://host:port)", redactRaw(raw))
+	}
+	if !slices.Contains(registrySchemes, u.Scheme) {
+		return nil, sel, fmt.Errorf("--registry %q: unknown scheme %q (want file, ghr, s3, gs or grpc)", redactRaw(raw), u.Scheme)
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return nil, sel, fmt.Errorf("--registry %q: bad query: %v", redactRaw(raw), err)
+	}
+	if v, ok := q["pre-release"]; ok {
+		b, err := strconv.ParseBool(v[0])
+		if err != nil {
+			return nil, sel, fmt.Errorf("--registry setting pre-release=%q: want true or false", v[0])
+		}
+		sel.PreRelease = b
+		q.Del("pre-release")
+	}
+	if v, ok := q["artifact"]; ok {
+		if v[0] == "" || strings.ContainsAny(v[0], "/\\") {
+			return nil, sel, fmt.Errorf("--registry setting artifact=%q: want an asset file name", v[0])
+		}
+		sel.Artifact = v[0]
+		q.Del("artifact")
+	}
+	if v, ok := q["track"]; ok {
+		t, err := parseTrack(v[0])
+		if err != nil {
+			return nil, sel, fmt.Errorf("--registry setting %v", err)
+		}
+		sel.Track = t
+		q.Del("track")
+	}
+	u.RawQuery = q.Encode()
+	return u, sel, nil
+}
+
+// redactRaw hides a password in a URL the operator typed before echoing it.
+func redactRaw(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	if i := strings.Index(raw, "@"); i >= 0 {
+		if j := strings.Index(raw, "://"); j >= 0 && j < i {
+			return raw[:j+3] + "xxxxx" + raw[i:]
+		}
+	}
+	return raw
+}
+
+// loadTOML applies the file's keys and returns its `command`, if any.
+func loadTOML(path string, opts []setting, apply func(setting, string, []string) error, seen map[string]bool) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", usagef("config file %s: %v", path, errors.Unwrap(err))
+	}
+	var doc map[string]any
+	if err := toml.Unmarshal(data, &doc); err != nil {
+		var de *toml.DecodeError
+		if errors.As(err, &de) {
+			row, col := de.Position()
+			return "", usagef("config file %s:%d:%d: %s", path, row, col, de.Error())
+		}
+		return "", usagef("config file %s: %v", path, err)
+	}
+	command := ""
+	for key, raw := range doc {
+		if key == "command" {
+			s, ok := raw.(string)
+			if !ok || (s != "server" && s != "assets") {
+				return "", usagef("config file %s: command = %v: want \"server\" or \"assets\"", path, raw)
+			}
+			command = s
+			continue
+		}
+		i := slices.IndexFunc(opts, func(o setting) bool { return o.key == key })
+		if i < 0 {
+			return "", usagef("config file %s: unknown key %q", path, key)
+		}
+		o := opts[i]
+		vals, err := tomlStrings(raw, o.repeated)
+		if err != nil {
+			return "", usagef("config file %s: %s: %v", path, key, err)
+		}
+		if err := apply(o, path+": "+key, vals); err != nil {
+			return "", err
+		}
+		seen[key] = true
+	}
+	return command, nil
+}
+
+func tomlStrings(raw any, repeated bool) ([]string, error) {
+	scalar := func(v any) (string, error) {
+		switch x := v.(type) {
+		case string:
+			return x, nil
+		case int64:
+			return strconv.FormatInt(x, 10), nil
+		case float64:
+			return strconv.FormatFloat(x, 'f', -1, 64), nil
+		case bool:
+			return strconv.FormatBool(x), nil
+		}
+		return "", fmt.Errorf("unexpected %T value", v)
+	}
+	if list, ok := raw.([]any); ok {
+		if !repeated {
+			return nil, errors.New("takes one value, not a list")
+		}
+		out := make([]string, 0, len(list))
+		for _, v := range list {
+			s, err := scalar(v)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, s)
+		}
+		return out, nil
+	}
+	s, err := scalar(raw)
+	if err != nil {
+		return nil, err
+	}
+	return []string{s}, nil
+}
+
+// flagValue adapts an setting to the flag package, remembering which
+// spelling (-i or --interval) the operator used so errors echo it.
+type flagValue struct {
+	isBool bool
+	add    func(name, v string) error
+	name   string
+}
+
+func (f *flagValue) named(n string) *flagValue {
+	c := *f
+	c.name = n
+	return &c
+}
+func (f *flagValue) String() string     { return "" }
+func (f *flagValue) Set(v string) error { return f.add(f.name, v) }
+func (f *flagValue) IsBoolFlag() bool   { return f.isBool }

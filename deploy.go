@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// activator brings a release to life once current points at it.
+type activator interface {
+	// activate starts what current now points at and returns once it
+	// serves. On error the caller points current back; whatever served
+	// before must still be serving.
+	activate(ctx context.Context, version string) error
+}
+
+// noActivation is `dewy assets`: swapping current is the whole deploy.
+type noActivation struct{}
+
+func (noActivation) activate(context.Context, string) error { return nil }
+
+// deployer turns the registry's newest release into the live one. Only the
+// poll goroutine calls it.
+type deployer struct {
+	cfg      *config
+	log      *slog.Logger
+	reg      registry
+	act      activator
+	state    *deployState
+	storeFor func(*url.URL) (artifactStore, error)
+	now      func() time.Time
+}
+
+// failure classes decide when a release is tried again.
+var (
+	errVerify = errors.New("verification failed")     // bad digest, bad archive: back off per release
+	errHealth = errors.New("release failed to start") // not tried again until a newer release
+)
+
+// Per-release backoff after a verification failure: the bytes will not
+// change by themselves, but a maintainer may fix the release in place.
+const (
+	verifyBackoffMin = time.Minute
+	verifyBackoffMax = 6 * time.Hour
+)
+
+// check asks the registry once and deploys its newest release if needed.
+// upToDate reports whether the newest release is the live one afterwards.
+func (d *deployer) check(ctx context.Context) (upToDate bool, err error) {
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	rels, err := d.reg.releases(rctx)
+	cancel()
+	if err != nil {
+		return false, fmt.Errorf("list releases from %s: %w", d.cfg.RegistryRaw, err)
+	}
+	rel, v, ok := newest(rels, d.cfg.Select, d.log)
+	if !ok {
+		return d.state.Current != "", fmt.Errorf("registry %s holds no release that matches (of %d tags)", redactRaw(d.cfg.RegistryRaw), len(rels))
+	}
+	if rel.Tag == d.state.Current {
+		return true, nil
+	}
+	a, err := pickAsset(rel, d.cfg.Select)
+	if err != nil {
+		return false, err
+	}
+	if f, ok := d.state.Failed[rel.Tag]; ok && f.Asset == a.Name && f.Size == a.Size {
+		if f.Permanent && !d.cfg.RetryFailed {
+			d.log.Debug("skipping release that failed before", "version", rel.Tag, "reason", f.Reason)
+			return false, nil
+		}
+		if !f.Permanent && d.now().Before(f.NotBefore) {
+			d.log.Debug("skipping release until its retry time", "version", rel.Tag, "retry_at", f.NotBefore)
+			return false, nil
+		}
+	}
+	if err := d.deploy(ctx, rel, v, a); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// deploy fetches, verifies, unpacks and swaps in one release.
+func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (err error) {
+	start := d.now()
+	from := d.state.Current
+	log := d.log.With("version", rel.Tag)
+	log.Info("deploying "+rel.Tag, "from", orNone(from), "asset", a.Name)
+	defer func() {
+		if err != nil {
+			d.recordFailure(rel.Tag, a, err)
+		}
+	}()
+
+	u, err := url.Parse(a.URL)
+	if err != nil {
+		return fmt.Errorf("deploy %s: asset URL %q: %w", rel.Tag, a.URL, err)
+	}
+	store, err := d.storeFor(u)
+	if err != nil {
+		return fmt.Errorf("deploy %s: %w", rel.Tag, err)
+	}
+	want, from2, err := expectedDigest(ctx, d.storeFor, checksumAssets(rel, a.Name), a.Name)
+	switch {
+	case errors.Is(err, errNoChecksum) && d.cfg.RequireChecksum:
+		return fmt.Errorf("deploy %s: %w: %v (require_checksum is set)", rel.Tag, errVerify, err)
+	case errors.Is(err, errNoChecksum):
+		log.Warn("release publishes no checksum; deploying unverified", "asset", a.Name)
+	case err != nil:
+		return fmt.Errorf("deploy %s: %w", rel.Tag, err)
+	}
+
+	tmp := filepath.Join(d.cfg.Root, dewyDir, "tmp")
+	path, sum, size, err := download(ctx, store, u, tmp, log)
+	if err != nil {
+		return fmt.Errorf("deploy %s: %w", rel.Tag, err)
+	}
+	defer os.Remove(path)
+	if want != "" && want != sum {
+		return fmt.Errorf("deploy %s: %w: %w", rel.Tag, errVerify, &checksumMismatchError{Asset: a.Name, Want: want, Got: sum, From: from2})
+	}
+
+	dir, err := d.unpack(rel.Tag, a.Name, path, sum)
+	if err != nil {
+		return fmt.Errorf("deploy %s: %w: %w", rel.Tag, errVerify, err)
+	}
+	prevDir, err := currentDir(d.cfg.Root)
+	if err != nil {
+		return err
+	}
+	if err := pointCurrent(d.cfg.Root, dir); err != nil {
+		return fmt.Errorf("deploy %s: %w", rel.Tag, err)
+	}
+	if err := d.act.activate(ctx, v); err != nil {
+		if rerr := pointCurrent(d.cfg.Root, prevDir); rerr != nil {
+			log.Error("could not point current back", "to", prevDir, "err", rerr)
+		}
+		log.Warn("rolled back to "+orNone(from), "reason", err)
+		return fmt.Errorf("deploy %s: %w: %w", rel.Tag, errHealth, err)
+	}
+
+	d.state.Previous, d.state.PreviousDir = d.state.Current, prevDir
+	d.state.Current, d.state.CurrentDir = rel.Tag, dir
+	d.state.Asset, d.state.SHA256, d.state.DeployedAt = a.Name, sum, d.now()
+	delete(d.state.Failed, rel.Tag)
+	if err := d.state.save(d.cfg.Root); err != nil {
+		log.Error("deployed, but could not save state", "err", err)
+	}
+	if removed, err := pruneReleases(d.cfg.Root, d.cfg.Keep, dir, prevDir); err != nil {
+		log.Warn("could not prune old releases", "err", err)
+	} else if len(removed) > 0 {
+		log.Info("pruned old releases", "removed", strings.Join(removed, ","))
+	}
+	log.Info(fmt.Sprintf("deployed %s (sha256 %s…) in %s", rel.Tag, sum[:12], d.now().Sub(start).Round(time.Millisecond)),
+		"from", orNone(from), "bytes", size)
+	return nil
+}
+
+// unpack lays the artifact out in a new release directory and returns its name.
+func (d *deployer) unpack(tag, name, path, sum string) (string, error) {
+	rels := filepath.Join(d.cfg.Root, releasesDir)
+	tmp, err := os.MkdirTemp(rels, tag+tmpMarker)
+	if err != nil {
+		return "", fmt.Errorf("unpack %s: %w", name, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			os.RemoveAll(tmp)
+		}
+	}()
+	// MkdirTemp makes 0700; a release is read by the application's user
+	// and, for assets, by the web server.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", fmt.Errorf("unpack %s: %w", name, err)
+	}
+	if kind := archiveKind(name); kind != "" {
+		if err := extractArchive(path, kind, tmp, d.cfg.Limits); err != nil {
+			return "", err
+		}
+	} else {
+		// A bare executable: hard link it in under a stable name (the
+		// download is on the same file system and is removed afterwards).
+		dst := filepath.Join(tmp, bareName(name))
+		if err := os.Link(path, dst); err != nil {
+			return "", fmt.Errorf("unpack %s: %w", name, err)
+		}
+		if err := os.Chmod(dst, 0o755); err != nil {
+			return "", fmt.Errorf("unpack %s: %w", name, err)
+		}
+	}
+	dir, err := installRelease(d.cfg.Root, tmp, tag, sum)
+	if err != nil {
+		return "", err
+	}
+	ok = true
+	return dir, nil
+}
+
+func (d *deployer) recordFailure(tag string, a asset, err error) {
+	if !errors.Is(err, errVerify) && !errors.Is(err, errHealth) {
+		return // transient: the poll loop's backoff governs
+	}
+	if d.state.Failed == nil {
+		d.state.Failed = map[string]failedRelease{}
+	}
+	f := d.state.Failed[tag]
+	if f.Asset != a.Name || f.Size != a.Size {
+		f = failedRelease{Asset: a.Name, Size: a.Size}
+	}
+	f.Attempts++
+	f.Reason = err.Error()
+	f.Permanent = errors.Is(err, errHealth)
+	wait := verifyBackoffMin << min(f.Attempts-1, 16)
+	f.NotBefore = d.now().Add(min(wait, verifyBackoffMax))
+	d.state.Failed[tag] = f
+	if err := d.state.save(d.cfg.Root); err != nil {
+		d.log.Error("could not save state", "err", err)
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}

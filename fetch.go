@@ -1,0 +1,205 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+)
+
+// artifactStore reads artifacts. Which one serves a URL is decided by its scheme.
+type artifactStore interface {
+	// open returns the object's bytes starting at offset, and the object's
+	// total size (-1 when unknown). A missing object wraps errNotFound; a
+	// rejected credential wraps errAccessDenied. Errors name the object.
+	open(ctx context.Context, u *url.URL, offset int64) (io.ReadCloser, int64, error)
+}
+
+// fetchResumes bounds how often one download picks up where a dropped
+// connection left it before the attempt counts as failed.
+const fetchResumes = 3
+
+// maxChecksumFile caps checksum lists; real ones are a few KiB.
+const maxChecksumFile = 1 << 20
+
+// download streams the object at u into a new temporary file in dir,
+// hashing it in the same pass, so memory use does not grow with the
+// artifact. The caller removes the file. On error nothing is left behind.
+func download(ctx context.Context, store artifactStore, u *url.URL, dir string, log *slog.Logger) (path, sum string, size int64, err error) {
+	f, err := os.CreateTemp(dir, "download-*")
+	if err != nil {
+		return "", "", 0, fmt.Errorf("download %s: %w", redactURL(u), err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	h := sha256.New()
+	var written int64
+	buf := make([]byte, 256<<10)
+	for attempt := 0; ; attempt++ {
+		var total int64
+		var copyErr error
+		written, total, copyErr = downloadFrom(ctx, store, u, f, h, written, buf)
+		if copyErr == nil {
+			if total >= 0 && written != total {
+				copyErr = fmt.Errorf("got %d bytes, object has %d", written, total)
+			} else {
+				break
+			}
+		}
+		if ctx.Err() != nil || errors.Is(copyErr, errNotFound) || errors.Is(copyErr, errAccessDenied) || attempt >= fetchResumes {
+			return "", "", 0, fmt.Errorf("download %s: %w", redactURL(u), copyErr)
+		}
+		log.Warn("download interrupted, resuming", "url", redactURL(u), "offset", written, "err", copyErr)
+	}
+	if err := f.Sync(); err != nil {
+		return "", "", 0, fmt.Errorf("download %s: %w", redactURL(u), err)
+	}
+	if err := f.Close(); err != nil {
+		return "", "", 0, fmt.Errorf("download %s: %w", redactURL(u), err)
+	}
+	return f.Name(), hex.EncodeToString(h.Sum(nil)), written, nil
+}
+
+// downloadFrom continues a download at offset. If the store cannot resume
+// it starts over, so the hash always covers exactly the bytes on disk.
+func downloadFrom(ctx context.Context, store artifactStore, u *url.URL, f *os.File, h hash.Hash, offset int64, buf []byte) (int64, int64, error) {
+	body, total, err := store.open(ctx, u, offset)
+	if err != nil && offset > 0 && !errors.Is(err, errNotFound) && !errors.Is(err, errAccessDenied) {
+		offset = 0
+		body, total, err = store.open(ctx, u, 0)
+	}
+	if err != nil {
+		return offset, -1, err
+	}
+	defer body.Close()
+	if offset == 0 {
+		if err := f.Truncate(0); err != nil {
+			return 0, total, err
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return 0, total, err
+		}
+		h.Reset()
+	}
+	n, err := io.CopyBuffer(io.MultiWriter(f, h), body, buf)
+	return offset + n, total, err
+}
+
+// checksumMismatchError is a release whose artifact does not match its
+// published digest: never retried until the release changes.
+type checksumMismatchError struct {
+	Asset, Want, Got, From string
+}
+
+func (e *checksumMismatchError) Error() string {
+	return fmt.Sprintf("checksum mismatch for %s: %s lists sha256 %s, downloaded sha256 %s", e.Asset, e.From, e.Want, e.Got)
+}
+
+var errNoChecksum = errors.New("release publishes no checksum for the artifact")
+
+// expectedDigest reads the release's checksum files and returns the sha256
+// they give for name, and which file said so. errNoChecksum when none does.
+func expectedDigest(ctx context.Context, storeFor func(*url.URL) (artifactStore, error), files []asset, name string) (sum, from string, err error) {
+	for _, a := range files {
+		u, err := url.Parse(a.URL)
+		if err != nil {
+			return "", "", fmt.Errorf("checksum file %s: bad URL: %w", a.Name, err)
+		}
+		store, err := storeFor(u)
+		if err != nil {
+			return "", "", err
+		}
+		body, _, err := store.open(ctx, u, 0)
+		if err != nil {
+			return "", "", fmt.Errorf("read checksum file %s: %w", a.Name, err)
+		}
+		data, err := io.ReadAll(io.LimitReader(body, maxChecksumFile+1))
+		body.Close()
+		if err != nil {
+			return "", "", fmt.Errorf("read checksum file %s: %w", a.Name, err)
+		}
+		if len(data) > maxChecksumFile {
+			return "", "", fmt.Errorf("checksum file %s: larger than %d bytes", a.Name, maxChecksumFile)
+		}
+		single := a.Name == name+".sha256" || a.Name == name+".sha256sum"
+		got, ok, err := parseChecksums(data, name, single)
+		if err != nil {
+			return "", "", fmt.Errorf("checksum file %s: %w", a.Name, err)
+		}
+		if ok {
+			return got, a.Name, nil
+		}
+	}
+	return "", "", errNoChecksum
+}
+
+// parseChecksums finds name in a sha256sum-style list ("<hex>  <name>" or
+// "<hex> *<name>"). A per-asset file (single) may hold just the digest.
+func parseChecksums(data []byte, name string, single bool) (string, bool, error) {
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 4096), maxChecksumFile)
+	for line := 1; sc.Scan(); line++ {
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		fields := strings.Fields(text)
+		sum := strings.ToLower(fields[0])
+		if !isSHA256Hex(sum) {
+			return "", false, fmt.Errorf("line %d: %q is not a sha256 digest", line, truncate(fields[0], 80))
+		}
+		if len(fields) == 1 {
+			if single {
+				return sum, true, nil
+			}
+			continue
+		}
+		file := strings.TrimPrefix(strings.Join(fields[1:], " "), "*")
+		file = strings.TrimPrefix(file, "./")
+		if file == name {
+			return sum, true, nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return "", false, err
+	}
+	return "", false, nil
+}
+
+func isSHA256Hex(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// redactURL prints a URL without credentials or query parameters, which
+// may carry signatures or tokens.
+func redactURL(u *url.URL) string {
+	c := *u
+	c.User = nil
+	c.RawQuery = ""
+	c.Fragment = ""
+	return c.String()
+}

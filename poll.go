@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+)
+
+// A release is one version a registry offers. Registries report what they
+// hold; choosing among releases and assets is the core's job (select.go).
+type release struct {
+	Tag        string  // the tag exactly as the registry spells it
+	ID         string  // registry-specific identifier, echoed back in reports
+	Prerelease bool    // the registry's own pre-release flag (GitHub); semver suffixes count too
+	Assets     []asset // every file of the release, checksum and signature files included
+}
+
+// An asset is one file of a release.
+type asset struct {
+	Name string
+	URL  string // where an artifactStore fetches it: file://, ghr://, s3://, gs://, https://
+	Size int64  // -1 when the registry does not say
+}
+
+// registry is a source of releases.
+type registry interface {
+	// releases returns every release the registry holds, in any order.
+	// An empty registry returns an empty slice and no error. Errors name the
+	// registry location; a rejected credential wraps errAccessDenied.
+	releases(ctx context.Context) ([]release, error)
+}
+
+var (
+	errNotFound     = errors.New("not found")
+	errAccessDenied = errors.New("access denied")
+)
+
+// retryAfterError is returned by a backend whose server asked it to come back
+// later (HTTP 429, or 403 with an exhausted rate limit). The poll loop waits
+// until Until instead of retrying sooner.
+type retryAfterError struct {
+	Err   error
+	Until time.Time
+}
+
+func (e *retryAfterError) Error() string { return e.Err.Error() }
+func (e *retryAfterError) Unwrap() error { return e.Err }
+
+// maxErrorBackoff caps the wait between polls while the registry fails.
+const maxErrorBackoff = 5 * time.Minute
+
+// pollLoop checks the registry at start-up and then every interval (plus
+// up to 10 % jitter, so a fleet started together does not poll in step),
+// or at once when poke fires. Errors back off exponentially; the live
+// release keeps running whatever the registry does. It returns when ctx ends.
+func (d *deployer) pollLoop(ctx context.Context, interval time.Duration, poke <-chan struct{}) {
+	streak := 0
+	for {
+		_, err := d.check(ctx)
+		wait := interval
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err == nil:
+			if streak > 0 {
+				d.log.Info("registry answers again", "failed_polls", streak)
+			}
+			streak = 0
+		default:
+			streak++
+			wait = errorBackoff(interval, streak)
+			var ra *retryAfterError
+			if errors.As(err, &ra) {
+				wait = max(wait, time.Until(ra.Until))
+			}
+			// Log once per streak (and every 10th time after), not on every poll.
+			if streak == 1 || streak%10 == 0 {
+				d.log.Error("poll failed; current release keeps running", "err", err, "failed_polls", streak, "next_poll_in", wait.Round(time.Second))
+			} else {
+				d.log.Debug("poll failed", "err", err, "failed_polls", streak)
+			}
+		}
+		t := time.NewTimer(jitter(wait))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-poke:
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+func errorBackoff(interval time.Duration, streak int) time.Duration {
+	b := time.Second << min(streak-1, 20)
+	return max(interval, min(b, maxErrorBackoff))
+}
+
+func jitter(d time.Duration) time.Duration {
+	return d + time.Duration(rand.Int64N(int64(d)/10+1))
+}

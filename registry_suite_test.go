@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"path"
+	"strings"
+	"testing"
+	"time"
+)
+
+// suiteRelease is one release a backend under test must hold.
+type suiteRelease struct {
+	Tag        string
+	Prerelease bool
+	Files      map[string][]byte
+}
+
+// suitePublish creates exactly rels in a fresh, empty backend and returns a
+// registry over it and the artifact store that opens its asset URLs.
+type suitePublish func(t *testing.T, rels []suiteRelease) (registry, artifactStore)
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// runRegistrySuite is the behaviour every registry and artifact store must
+// show. Selection happens in the core; the suite checks that what a backend
+// reports lets the core choose right.
+func runRegistrySuite(t *testing.T, publish suitePublish) {
+	linux := []byte("linux amd64 artifact bytes")
+	darwin := []byte("darwin arm64 artifact bytes")
+	files := func(tag string) map[string][]byte {
+		l := append([]byte(tag+" "), linux...)
+		return map[string][]byte{
+			"app_" + strings.TrimPrefix(tag, "v") + "_linux_amd64.tar.gz":  l,
+			"app_" + strings.TrimPrefix(tag, "v") + "_darwin_arm64.tar.gz": darwin,
+			"checksums.txt": []byte(fmt.Sprintf("%s  app_%s_linux_amd64.tar.gz\n%s  app_%s_darwin_arm64.tar.gz\n",
+				sha256Hex(l), strings.TrimPrefix(tag, "v"), sha256Hex(darwin), strings.TrimPrefix(tag, "v"))),
+		}
+	}
+	rels := []suiteRelease{
+		{Tag: "v1.0.0", Files: files("v1.0.0")},
+		{Tag: "v1.2.0", Files: files("v1.2.0")},
+		{Tag: "1.9.0", Files: files("1.9.0")},
+		{Tag: "v1.10.0", Files: files("v1.10.0")},
+		{Tag: "v2.0.0-rc.1", Prerelease: true, Files: files("v2.0.0-rc.1")},
+		{Tag: "latest", Files: map[string][]byte{"notes.md": []byte("junk tag")}},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	reg, store := publish(t, rels)
+	got, err := reg.releases(ctx)
+	if err != nil {
+		t.Fatalf("releases: %v", err)
+	}
+	if len(got) != len(rels) {
+		t.Fatalf("releases returned %d releases, want %d", len(got), len(rels))
+	}
+	byTag := map[string]release{}
+	for _, r := range got {
+		byTag[r.Tag] = r
+	}
+
+	t.Run("newest", func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			opt  selectOptions
+			want string
+		}{
+			{"stable", selectOptions{}, "v1.10.0"},
+			{"pre-release", selectOptions{PreRelease: true}, "v2.0.0-rc.1"},
+			{"track v1", selectOptions{Track: "v1"}, "v1.10.0"},
+			{"track v1.2", selectOptions{Track: "v1.2"}, "v1.2.0"},
+			{"track without v prefix in tag", selectOptions{Track: "v1.9"}, "1.9.0"},
+		} {
+			rel, _, ok := newest(got, tc.opt, discardLogger())
+			if !ok || rel.Tag != tc.want {
+				t.Errorf("%s: newest = %q (ok=%v), want %q", tc.name, rel.Tag, ok, tc.want)
+			}
+		}
+	})
+
+	t.Run("artifact and checksum", func(t *testing.T) {
+		rel := byTag["v1.10.0"]
+		if len(rel.Assets) != 3 {
+			t.Fatalf("v1.10.0 has %d assets (%s), want 3", len(rel.Assets), assetNames(rel.Assets))
+		}
+		a, err := pickAsset(rel, selectOptions{GOOS: "linux", GOARCH: "amd64"})
+		if err != nil {
+			t.Fatalf("pickAsset: %v", err)
+		}
+		if a.Name != "app_1.10.0_linux_amd64.tar.gz" {
+			t.Fatalf("pickAsset = %q, want app_1.10.0_linux_amd64.tar.gz", a.Name)
+		}
+		want := files("v1.10.0")[a.Name]
+		u, err := url.Parse(a.URL)
+		if err != nil {
+			t.Fatalf("asset URL %q: %v", a.URL, err)
+		}
+		p, sum, size, err := download(ctx, store, u, t.TempDir(), discardLogger())
+		if err != nil {
+			t.Fatalf("download: %v", err)
+		}
+		if size != int64(len(want)) || sum != sha256Hex(want) {
+			t.Fatalf("download = %d bytes sha256 %s, want %d bytes sha256 %s", size, sum, len(want), sha256Hex(want))
+		}
+		_ = p
+		storeFor := func(*url.URL) (artifactStore, error) { return store, nil }
+		digest, from, err := expectedDigest(ctx, storeFor, checksumAssets(rel, a.Name), a.Name)
+		if err != nil || digest != sum || from != "checksums.txt" {
+			t.Fatalf("expectedDigest = %q from %q, %v; want %q from checksums.txt", digest, from, err, sum)
+		}
+	})
+
+	t.Run("open from offset", func(t *testing.T) {
+		a, _ := pickAsset(byTag["v1.0.0"], selectOptions{GOOS: "linux", GOARCH: "amd64"})
+		u, _ := url.Parse(a.URL)
+		body, total, err := store.open(ctx, u, 7)
+		if err != nil {
+			t.Fatalf("open at offset: %v", err)
+		}
+		defer body.Close()
+		b, err := io.ReadAll(body)
+		want := files("v1.0.0")[a.Name]
+		if err != nil || string(b) != string(want[7:]) {
+			t.Fatalf("open at 7 read %q, %v; want %q", b, err, want[7:])
+		}
+		if total != -1 && total != int64(len(want)) {
+			t.Fatalf("open total = %d, want %d", total, len(want))
+		}
+	})
+
+	t.Run("missing object", func(t *testing.T) {
+		a, _ := pickAsset(byTag["v1.0.0"], selectOptions{GOOS: "linux", GOARCH: "amd64"})
+		u, _ := url.Parse(a.URL)
+		u.Path = path.Join(path.Dir(u.Path), "missing-"+path.Base(u.Path))
+		u.RawPath = ""
+		q := u.Query()
+		q.Del("id")
+		u.RawQuery = q.Encode()
+		_, _, err := store.open(ctx, u, 0)
+		if !errors.Is(err, errNotFound) {
+			t.Fatalf("open missing object: err = %v, want errNotFound", err)
+		}
+		if !strings.Contains(err.Error(), "missing-") {
+			t.Fatalf("open missing object: error %q does not name the object", err)
+		}
+	})
+
+	t.Run("empty registry", func(t *testing.T) {
+		reg, _ := publish(t, nil)
+		got, err := reg.releases(ctx)
+		if err != nil || len(got) != 0 {
+			t.Fatalf("releases on empty registry = %d releases, %v; want none, no error", len(got), err)
+		}
+	})
+}

@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+)
+
+// run is dewy after the command line has been understood.
+func run(ctx context.Context, cfg *config) error {
+	if cfg.Command == "version" {
+		fmt.Println("dewy", version)
+		return nil
+	}
+	log := newLogger(cfg, os.Stderr)
+	for _, dir := range []string{cfg.Root, filepath.Join(cfg.Root, releasesDir), filepath.Join(cfg.Root, dewyDir, "tmp")} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("prepare root: %w", err)
+		}
+	}
+	if err := cleanLeftovers(cfg.Root); err != nil {
+		log.Warn("could not clean leftovers", "err", err)
+	}
+	state, err := loadState(cfg.Root)
+	if err != nil {
+		if state == nil {
+			return err
+		}
+		log.Warn("ignoring state file", "err", err)
+	}
+	// current is the truth about what is live; the state file only adds detail.
+	if live, err := currentDir(cfg.Root); err == nil && live != state.CurrentDir {
+		state.Current, state.CurrentDir = "", ""
+		if live != "" {
+			state.CurrentDir = live
+			state.Current = tagOfDir(live)
+		}
+	}
+
+	reg, err := newRegistry(ctx, cfg.Registry, os.Getenv, log)
+	if err != nil {
+		return &usageError{fmt.Sprintf("--registry %q: %v", redactRaw(cfg.RegistryRaw), err)}
+	}
+	stores := &storeSet{reg: reg, regScheme: cfg.Registry.Scheme, getenv: os.Getenv, log: log, ctx: ctx}
+	d := &deployer{cfg: cfg, log: log, reg: reg, state: state, storeFor: stores.storeFor, now: timeNow, act: noActivation{}}
+
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1)
+	defer signal.Stop(sigs)
+
+	if cfg.Command == "assets" && cfg.Once {
+		go func() {
+			if s := <-sigs; s == syscall.SIGINT || s == syscall.SIGTERM {
+				stop()
+			}
+		}()
+		upToDate, err := d.check(ctx)
+		if err != nil {
+			return err
+		}
+		if !upToDate {
+			return errors.New("newest release is not deployed: it failed before and is waiting for its retry time (see the log at debug level)")
+		}
+		log.Info("up to date", "version", state.Current)
+		return nil
+	}
+
+	var sup *supervisor
+	supDone := make(chan error, 1)
+	if cfg.Command == "server" {
+		sc := cfg.Server
+		sc.Dir = cfg.Root
+		sup, err = newSupervisor(sc, log)
+		if err != nil {
+			return err
+		}
+		d.act = sup
+		supCtx, stopSup := context.WithCancel(context.Background())
+		defer stopSup()
+		go func() { supDone <- sup.run(supCtx) }()
+		defer func() {
+			stopSup()
+		}()
+		if state.Current != "" {
+			if err := sup.activate(ctx, state.Current); err != nil {
+				log.Error("could not start the current release", "version", state.Current, "err", err)
+			}
+		}
+		// The supervisor's context ends only after polling has stopped,
+		// so a stop never races a deploy; then dewy waits for the child.
+		defer func() {
+			stopSup()
+			if err := <-supDone; err != nil {
+				log.Error("supervisor", "err", err)
+			}
+		}()
+	}
+
+	poke := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() { d.pollLoop(ctx, cfg.Interval, poke) })
+	log.Info("dewy started", "command", cfg.Command, "registry", redactRaw(cfg.RegistryRaw), "root", cfg.Root, "interval", cfg.Interval, "version", version)
+	for {
+		select {
+		case s := <-sigs:
+			switch s {
+			case syscall.SIGUSR1:
+				select {
+				case poke <- struct{}{}:
+				default:
+				}
+			case syscall.SIGHUP:
+				if sup != nil {
+					go func() {
+						if err := sup.restart(ctx); err != nil {
+							log.Error("restart failed; previous process keeps serving", "err", err)
+						} else {
+							log.Info("restarted " + orNone(d.stateCurrent()))
+						}
+					}()
+				}
+			default:
+				log.Info("stopping", "signal", s.String())
+				stop()
+				wg.Wait()
+				go func() {
+					for s := range sigs {
+						if (s == syscall.SIGINT || s == syscall.SIGTERM) && sup != nil {
+							log.Warn("second stop signal: killing the application now")
+							sup.kill()
+						}
+					}
+				}()
+				return nil
+			}
+		case err := <-supDone:
+			stop()
+			wg.Wait()
+			supDone <- err
+			return err
+		}
+	}
+}
+
+// stateCurrent is read only for log lines.
+func (d *deployer) stateCurrent() string { return d.state.Current }
+
+func newLogger(cfg *config, w *os.File) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// tagOfDir recovers the tag from a release directory name (tag or tag+digest).
+func tagOfDir(dir string) string {
+	if i := len(dir) - 13; i > 0 && dir[i] == '+' {
+		return dir[:i]
+	}
+	return dir
+}
+
+// newRegistry is the one place a registry backend is chosen.
+func newRegistry(ctx context.Context, u *url.URL, getenv func(string) string, log *slog.Logger) (registry, error) {
+	switch u.Scheme {
+	case "file":
+		return checkedNew(newFileRegistry(u))
+	case "ghr":
+		return checkedNew(newGitHubRegistry(u, getenv, log.With("registry", "github")))
+	case "s3":
+		return checkedNew(newS3Registry(ctx, u, getenv, log.With("registry", "s3")))
+	case "gs":
+		return checkedNew(newGCSRegistry(ctx, u, getenv, log.With("registry", "gcs")))
+	}
+	return nil, fmt.Errorf("unknown registry scheme %q", u.Scheme)
+}
+
+// checkedNew keeps a typed nil pointer from becoming a non-nil interface.
+func checkedNew[T any](r *T, err error) (*T, error) {
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// storeSet creates artifact stores on first use, one per scheme, reusing
+// the registry when it can read its own assets.
+type storeSet struct {
+	mu        sync.Mutex
+	reg       registry
+	regScheme string
+	getenv    func(string) string
+	log       *slog.Logger
+	ctx       context.Context
+	byKey     map[string]artifactStore
+}
+
+func (s *storeSet) storeFor(u *url.URL) (artifactStore, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.reg.(artifactStore); ok && u.Scheme == s.regScheme {
+		return st, nil
+	}
+	key := u.Scheme + "://" + u.Host
+	if st, ok := s.byKey[key]; ok {
+		return st, nil
+	}
+	st, err := newArtifactStore(s.ctx, u, s.getenv, s.log)
+	if err != nil {
+		return nil, fmt.Errorf("artifact %s: %w", redactURL(u), err)
+	}
+	if s.byKey == nil {
+		s.byKey = map[string]artifactStore{}
+	}
+	s.byKey[key] = st
+	return st, nil
+}
+
+// newArtifactStore is the one place an artifact store is chosen.
+func newArtifactStore(ctx context.Context, u *url.URL, getenv func(string) string, log *slog.Logger) (artifactStore, error) {
+	switch u.Scheme {
+	case "file":
+		return &fileRegistry{}, nil
+	case "ghr":
+		base := &url.URL{Scheme: "ghr", Host: u.Host, Path: "/" + firstSegment(u.Path)}
+		return checkedNew(newGitHubRegistry(base, getenv, log.With("store", "github")))
+	case "s3":
+		return checkedNew(newS3Registry(ctx, u, getenv, log.With("store", "s3")))
+	case "gs":
+		return checkedNew(newGCSRegistry(ctx, u, getenv, log.With("store", "gcs")))
+	case "https", "http":
+		return newHTTPStore(log.With("store", "https")), nil
+	}
+	return nil, fmt.Errorf("unknown artifact scheme %q (want file, ghr, s3, gs or https)", u.Scheme)
+}
+
+func firstSegment(p string) string {
+	for i := 1; i < len(p); i++ {
+		if p[i] == '/' {
+			return p[1:i]
+		}
+	}
+	if len(p) > 0 {
+		return p[1:]
+	}
+	return p
+}

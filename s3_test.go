@@ -1,0 +1,448 @@
+//go:build !nos3
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"golang.org/x/sync/errgroup"
+)
+
+// These tests run against versitygw, a real S3 gateway that checks SigV4
+// signatures, started by scripts/test.
+
+const s3TestRegion = "us-east-1"
+
+type s3Backend struct {
+	endpoint, accessKey, secretKey string
+	admin                          *s3.Client // creates buckets and fixtures
+}
+
+func s3TestBackend(t *testing.T) *s3Backend {
+	t.Helper()
+	b := &s3Backend{
+		endpoint:  backendAddr(t, "s3", "DEWY_TEST_S3_ENDPOINT"),
+		accessKey: backendAddr(t, "s3", "DEWY_TEST_S3_ACCESS_KEY"),
+		secretKey: backendAddr(t, "s3", "DEWY_TEST_S3_SECRET_KEY"),
+	}
+	b.admin = s3.New(s3.Options{
+		Region:       s3TestRegion,
+		BaseEndpoint: aws.String(b.endpoint),
+		UsePathStyle: true,
+		Credentials:  credentials.NewStaticCredentialsProvider(b.accessKey, b.secretKey, ""),
+	})
+	return b
+}
+
+// getenv is the environment a registry under test sees: the gateway's keys
+// and nothing else, so the developer's own AWS settings cannot leak in.
+func (b *s3Backend) getenv(extra ...string) func(string) string {
+	env := map[string]string{"AWS_ACCESS_KEY_ID": b.accessKey, "AWS_SECRET_ACCESS_KEY": b.secretKey}
+	for i := 0; i+1 < len(extra); i += 2 {
+		env[extra[i]] = extra[i+1]
+	}
+	return func(k string) string { return env[k] }
+}
+
+// bucket creates a bucket no other test uses; it is emptied and removed
+// when the test ends.
+func (b *s3Backend) bucket(t *testing.T) string {
+	t.Helper()
+	name := "dewy-" + strings.ToLower(rand.Text())
+	ctx := context.Background()
+	if _, err := b.admin.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
+		t.Fatalf("create bucket %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		p := s3.NewListObjectsV2Paginator(b.admin, &s3.ListObjectsV2Input{Bucket: aws.String(name)})
+		for p.HasMorePages() {
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				t.Errorf("cleanup: list %s: %v", name, err)
+				return
+			}
+			if len(page.Contents) == 0 {
+				break
+			}
+			var ids []types.ObjectIdentifier
+			for _, o := range page.Contents {
+				ids = append(ids, types.ObjectIdentifier{Key: o.Key})
+			}
+			if _, err := b.admin.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: aws.String(name), Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)}}); err != nil {
+				t.Errorf("cleanup: delete objects in %s: %v", name, err)
+				return
+			}
+		}
+		if _, err := b.admin.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String(name)}); err != nil {
+			t.Logf("cleanup: delete bucket %s: %v", name, err)
+		}
+	})
+	return name
+}
+
+// put uploads objects concurrently; 16 at once keeps 5,000 uploads to a
+// few seconds without swamping a 2-core machine.
+func (b *s3Backend) put(t *testing.T, bucket string, objects map[string][]byte) {
+	t.Helper()
+	g, ctx := errgroup.WithContext(context.Background())
+	g.SetLimit(16)
+	for key, data := range objects {
+		g.Go(func() error {
+			_, err := b.admin.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(data)})
+			if err != nil {
+				return fmt.Errorf("put %s/%s: %w", bucket, key, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// registry opens s3://us-east-1/<bucket>/<prefix>?endpoint=<gateway>.
+func (b *s3Backend) registry(t *testing.T, bucket, prefix string, getenv func(string) string) *s3Registry {
+	t.Helper()
+	u := &url.URL{Scheme: "s3", Host: s3TestRegion, Path: "/" + bucket + "/" + prefix,
+		RawQuery: url.Values{"endpoint": {b.endpoint}}.Encode()}
+	r, err := newS3Registry(context.Background(), u, getenv, discardLogger())
+	if err != nil {
+		t.Fatalf("newS3Registry(%s): %v", u, err)
+	}
+	return r
+}
+
+func TestS3RegistrySuite(t *testing.T) {
+	b := s3TestBackend(t)
+	runRegistrySuite(t, func(t *testing.T, rels []suiteRelease) (registry, artifactStore) {
+		bucket := b.bucket(t)
+		objects := map[string][]byte{}
+		for _, rel := range rels {
+			for name, data := range rel.Files {
+				objects["releases/app/"+rel.Tag+"/"+name] = data
+			}
+		}
+		b.put(t, bucket, objects)
+		r := b.registry(t, bucket, "releases/app", b.getenv())
+		return r, r
+	})
+}
+
+func TestS3ListsManyReleases(t *testing.T) {
+	b := s3TestBackend(t)
+	bucket := b.bucket(t)
+	const n = 5000 // five pages of 1,000 keys, plus the reports below
+	objects := map[string][]byte{}
+	for i := range n {
+		tag := fmt.Sprintf("v1.0.%d", i)
+		objects["app/"+tag+"/app.tar.gz"] = []byte(tag)
+	}
+	for i := 0; i < n; i += 10 {
+		objects[fmt.Sprintf("app/v1.0.%d/deployed/host-a.json", i)] = []byte("{}")
+	}
+	b.put(t, bucket, objects)
+
+	rels, err := b.registry(t, bucket, "app", b.getenv()).releases(t.Context())
+	if err != nil {
+		t.Fatalf("releases: %v", err)
+	}
+	if len(rels) != n {
+		t.Fatalf("releases returned %d releases, want %d", len(rels), n)
+	}
+	seen := map[string]bool{}
+	for _, rel := range rels {
+		seen[rel.Tag] = true
+		if len(rel.Assets) != 1 || rel.Assets[0].Name != "app.tar.gz" || rel.Assets[0].Size != int64(len(rel.Tag)) {
+			t.Fatalf("release %s assets = %+v, want one app.tar.gz of %d bytes", rel.Tag, rel.Assets, len(rel.Tag))
+		}
+	}
+	for _, tag := range []string{"v1.0.0", "v1.0.999", "v1.0.1000", "v1.0.4999"} {
+		if !seen[tag] {
+			t.Errorf("release %s missing from the listing", tag)
+		}
+	}
+}
+
+func TestS3Prefix(t *testing.T) {
+	b := s3TestBackend(t)
+	bucket := b.bucket(t)
+	b.put(t, bucket, map[string][]byte{
+		"v0.1.0/root.tar.gz":         []byte("root"),
+		"README.md":                  []byte("loose file beside the tags"),
+		"app/v1.0.0/app.tar.gz":      []byte("app"),
+		"app/notes.txt":              []byte("loose file beside the tags"),
+		"app2/v9.0.0/app2.tar.gz":    []byte("sibling whose name starts like the prefix"),
+		"team/app/v2.0.0/app.tar.gz": []byte("nested"),
+	})
+	for _, tc := range []struct {
+		prefix string
+		want   []string
+	}{
+		{"", []string{"app", "app2", "team", "v0.1.0"}},
+		{"app", []string{"v1.0.0"}},
+		{"app/", []string{"v1.0.0"}},
+		{"/app//", []string{"v1.0.0"}},
+		{"team/app", []string{"v2.0.0"}},
+		{"nothing-here", []string{}},
+	} {
+		rels, err := b.registry(t, bucket, tc.prefix, b.getenv()).releases(t.Context())
+		if err != nil {
+			t.Fatalf("prefix %q: releases: %v", tc.prefix, err)
+		}
+		got := []string{}
+		for _, r := range rels {
+			got = append(got, r.Tag)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("prefix %q: tags = %q, want %q", tc.prefix, got, tc.want)
+		}
+	}
+}
+
+func TestS3IgnoresDeployedReports(t *testing.T) {
+	b := s3TestBackend(t)
+	bucket := b.bucket(t)
+	b.put(t, bucket, map[string][]byte{
+		"app/v1.0.0/app.tar.gz":                  []byte("artifact"),
+		"app/v1.0.0/checksums.txt":               []byte("sums"),
+		"app/v1.0.0/deployed/host-a.json":        []byte("{}"),
+		"app/v1.0.0/deployed/2026/host-b.json":   []byte("{}"),
+		"app/v2.0.0/deployed/host-a.json":        []byte("a report left after the artifact was removed"),
+		"app/v3.0.0/extra/not-an-asset.tar.gz":   []byte("sub-folders are not assets"),
+		"app/v3.0.0/app.tar.gz":                  []byte("artifact"),
+		"app/v3.0.0/deployed.txt":                []byte("a file named like the folder is an asset"),
+		"app/v3.0.0/deployed/host-a.json":        []byte("{}"),
+		"app/v3.0.0/deployed/host-a.json.sha256": []byte("x"),
+	})
+	rels, err := b.registry(t, bucket, "app", b.getenv()).releases(t.Context())
+	if err != nil {
+		t.Fatalf("releases: %v", err)
+	}
+	got := map[string][]string{}
+	for _, r := range rels {
+		var names []string
+		for _, a := range r.Assets {
+			names = append(names, a.Name)
+		}
+		slices.Sort(names)
+		got[r.Tag] = names
+	}
+	want := map[string][]string{
+		"v1.0.0": {"app.tar.gz", "checksums.txt"},
+		"v3.0.0": {"app.tar.gz", "deployed.txt"},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("releases = %v, want %v", got, want)
+	}
+}
+
+func TestS3AccessDenied(t *testing.T) {
+	b := s3TestBackend(t)
+	bucket := b.bucket(t)
+	b.put(t, bucket, map[string][]byte{"app/v1.0.0/app.tar.gz": []byte("artifact")})
+	const wrongSecret = "not-the-secret-0123456789"
+	for _, tc := range []struct {
+		name   string
+		getenv func(string) string
+	}{
+		{"wrong secret", b.getenv("AWS_SECRET_ACCESS_KEY", wrongSecret)},
+		{"unknown key", b.getenv("AWS_ACCESS_KEY_ID", "AKIAUNKNOWNKEY000000", "AWS_SECRET_ACCESS_KEY", wrongSecret)},
+	} {
+		var logs bytes.Buffer
+		u := &url.URL{Scheme: "s3", Host: s3TestRegion, Path: "/" + bucket + "/app",
+			RawQuery: url.Values{"endpoint": {b.endpoint}}.Encode()}
+		log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		r, err := newS3Registry(context.Background(), u, tc.getenv, log)
+		if err != nil {
+			t.Fatalf("%s: newS3Registry: %v", tc.name, err)
+		}
+		_, listErr := r.releases(t.Context())
+		obj, _ := url.Parse(r.objectURL("app/v1.0.0/app.tar.gz"))
+		_, _, openErr := r.open(t.Context(), obj, 0)
+		for _, c := range []struct {
+			op, want string
+			err      error
+		}{
+			{"releases", bucket + "/app/", listErr},
+			{"open", bucket + "/app/v1.0.0/app.tar.gz", openErr},
+		} {
+			if !errors.Is(c.err, errAccessDenied) {
+				t.Fatalf("%s: %s err = %v, want errAccessDenied", tc.name, c.op, c.err)
+			}
+			msg := c.err.Error()
+			if !strings.Contains(msg, "access denied") || !strings.Contains(msg, c.want) {
+				t.Errorf("%s: %s error %q, want it to say access denied and name %s", tc.name, c.op, msg, c.want)
+			}
+			if strings.Contains(msg, wrongSecret) || strings.Contains(msg, b.secretKey) {
+				t.Errorf("%s: %s error %q contains a secret", tc.name, c.op, msg)
+			}
+		}
+		if strings.Contains(logs.String(), wrongSecret) {
+			t.Errorf("%s: logs contain the secret: %s", tc.name, logs.String())
+		}
+	}
+}
+
+func TestS3NotFound(t *testing.T) {
+	b := s3TestBackend(t)
+	bucket := b.bucket(t)
+	b.put(t, bucket, map[string][]byte{"app/v1.0.0/app.tar.gz": []byte("artifact")})
+	r := b.registry(t, bucket, "app", b.getenv())
+
+	missing, _ := url.Parse(r.objectURL("app/v1.0.0/missing.tar.gz"))
+	_, _, err := r.open(t.Context(), missing, 0)
+	if !errors.Is(err, errNotFound) || !strings.Contains(err.Error(), bucket+"/app/v1.0.0/missing.tar.gz") {
+		t.Errorf("open missing key: err = %v, want errNotFound naming %s/app/v1.0.0/missing.tar.gz", err, bucket)
+	}
+
+	gone := b.registry(t, bucket+"-gone", "app", b.getenv())
+	_, err = gone.releases(t.Context())
+	if !errors.Is(err, errNotFound) || !strings.Contains(err.Error(), bucket+"-gone") {
+		t.Errorf("list missing bucket: err = %v, want errNotFound naming %s-gone", err, bucket)
+	}
+}
+
+func TestS3OpenRange(t *testing.T) {
+	b := s3TestBackend(t)
+	bucket := b.bucket(t)
+	data := make([]byte, 100)
+	for i := range data {
+		data[i] = byte(i)
+	}
+	b.put(t, bucket, map[string][]byte{"app/v1.0.0/app.bin": data})
+	r := b.registry(t, bucket, "app", b.getenv())
+	u, _ := url.Parse(r.objectURL("app/v1.0.0/app.bin"))
+	for _, offset := range []int64{0, 1, 50, 99} {
+		body, total, err := r.open(t.Context(), u, offset)
+		if err != nil {
+			t.Fatalf("open at %d: %v", offset, err)
+		}
+		got, err := io.ReadAll(body)
+		body.Close()
+		if err != nil || !bytes.Equal(got, data[offset:]) {
+			t.Errorf("open at %d read %d bytes (%v), want %d bytes from offset %d", offset, len(got), err, len(data)-int(offset), offset)
+		}
+		if total != int64(len(data)) {
+			t.Errorf("open at %d: total = %d, want %d", offset, total, len(data))
+		}
+	}
+	if _, _, err := r.open(t.Context(), u, 101); err == nil {
+		t.Errorf("open beyond the end: err = nil, want an error")
+	}
+}
+
+func TestS3EndpointFromEnvironment(t *testing.T) {
+	b := s3TestBackend(t)
+	bucket := b.bucket(t)
+	b.put(t, bucket, map[string][]byte{"v1.0.0/app.tar.gz": []byte("artifact")})
+	u := &url.URL{Scheme: "s3", Host: s3TestRegion, Path: "/" + bucket}
+	r, err := newS3Registry(context.Background(), u, b.getenv("AWS_ENDPOINT_URL", b.endpoint), discardLogger())
+	if err != nil {
+		t.Fatalf("newS3Registry: %v", err)
+	}
+	rels, err := r.releases(t.Context())
+	if err != nil || len(rels) != 1 || len(rels[0].Assets) != 1 {
+		t.Fatalf("releases = %+v, %v; want one release with one asset", rels, err)
+	}
+	// The endpoint came from the environment, so asset URLs do not carry it.
+	if got, want := rels[0].Assets[0].URL, "s3://us-east-1/"+bucket+"/v1.0.0/app.tar.gz"; got != want {
+		t.Errorf("asset URL = %q, want %q", got, want)
+	}
+	au, _ := url.Parse(rels[0].Assets[0].URL)
+	body, _, err := r.open(t.Context(), au, 0)
+	if err != nil {
+		t.Fatalf("open %s: %v", au, err)
+	}
+	got, _ := io.ReadAll(body)
+	body.Close()
+	if string(got) != "artifact" {
+		t.Errorf("open read %q, want %q", got, "artifact")
+	}
+}
+
+// TestS3URLForms needs no server: building a registry does no I/O.
+func TestS3URLForms(t *testing.T) {
+	getenv := func(string) string { return "" }
+	for _, tc := range []struct {
+		in      string
+		wantErr string // "" for a good URL
+		bucket  string
+		prefix  string
+		asset   string // objectURL("<prefix>x.tar.gz")
+	}{
+		{in: "s3://eu-west-1/my-bucket/app", bucket: "my-bucket", prefix: "app/", asset: "s3://eu-west-1/my-bucket/app/x.tar.gz"},
+		{in: "s3://eu-west-1/my-bucket", bucket: "my-bucket", prefix: "", asset: "s3://eu-west-1/my-bucket/x.tar.gz"},
+		{in: "s3://eu-west-1/my-bucket/", bucket: "my-bucket", prefix: "", asset: "s3://eu-west-1/my-bucket/x.tar.gz"},
+		{in: "s3://auto/b/a/b/?endpoint=https%3A%2F%2Fs3.example.net", bucket: "b", prefix: "a/b/",
+			asset: "s3://auto/b/a/b/x.tar.gz?endpoint=https%3A%2F%2Fs3.example.net"},
+		{in: "s3:///my-bucket/app", wantErr: "missing region"},
+		{in: "s3://eu-west-1", wantErr: "missing bucket"},
+		{in: "s3://eu-west-1/", wantErr: "missing bucket"},
+		{in: "s3://eu-west-1//app", wantErr: "missing bucket"},
+		{in: "s3://eu-west-1:9000/b", wantErr: "has a port"},
+		{in: "s3://eu-west-1/b/app?pre-release=true", wantErr: `unknown option "pre-release"`},
+		{in: "s3://eu-west-1/b/app?endpoint=ftp%3A%2F%2Fhost", wantErr: "scheme must be http or https"},
+		{in: "s3://eu-west-1/b/app?endpoint=", wantErr: "scheme must be http or https"},
+		{in: "s3://eu-west-1/b/app?endpoint=http%3A%2F%2Fuser%3Atopsecret%40host", wantErr: "credentials and query are not accepted"},
+		{in: "s3://AKIAID:topsecret@eu-west-1/b/app", wantErr: "credentials in the URL are not accepted"},
+	} {
+		u, err := url.Parse(tc.in)
+		if err != nil {
+			t.Fatalf("parse %q: %v", tc.in, err)
+		}
+		r, err := newS3Registry(context.Background(), u, getenv, discardLogger())
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("newS3Registry(%q) err = %v, want one containing %q", tc.in, err, tc.wantErr)
+			} else if strings.Contains(err.Error(), "topsecret") {
+				t.Errorf("newS3Registry(%q) err = %q repeats the secret", tc.in, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("newS3Registry(%q): %v", tc.in, err)
+			continue
+		}
+		if r.bucket != tc.bucket || r.prefix != tc.prefix {
+			t.Errorf("newS3Registry(%q) bucket, prefix = %q, %q; want %q, %q", tc.in, r.bucket, r.prefix, tc.bucket, tc.prefix)
+		}
+		if got := r.objectURL(r.prefix + "x.tar.gz"); got != tc.asset {
+			t.Errorf("newS3Registry(%q) asset URL = %q, want %q", tc.in, got, tc.asset)
+		}
+	}
+}
+
+// TestS3OpenRejectsForeignEndpoint: requests carry our signature, so an
+// asset URL must not send them to a server the registry was not set up for.
+func TestS3OpenRejectsForeignEndpoint(t *testing.T) {
+	u, _ := url.Parse("s3://us-east-1/b/app?endpoint=http%3A%2F%2F127.0.0.1%3A1")
+	r, err := newS3Registry(context.Background(), u, func(string) string { return "" }, discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range []string{
+		"s3://us-east-1/b/app/v1/x.tar.gz?endpoint=https%3A%2F%2Fevil.example",
+		"s3://us-east-1/b/app/v1/x.tar.gz?token=abc",
+		"s3://us-east-1/b/",
+	} {
+		a, _ := url.Parse(in)
+		if _, _, err := r.open(context.Background(), a, 0); err == nil {
+			t.Errorf("open(%q) err = nil, want a refusal", in)
+		}
+	}
+}

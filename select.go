@@ -1,0 +1,276 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"regexp"
+	"slices"
+	"strings"
+
+	"golang.org/x/mod/semver"
+)
+
+// selectOptions are the query options every registry URL accepts.
+type selectOptions struct {
+	PreRelease bool   // pre-release=true
+	Artifact   string // artifact=NAME: exact asset name
+	Track      string // track=v1 or track=v1.4, canonical form
+	GOOS       string
+	GOARCH     string
+}
+
+// canonicalVersion turns a tag into a semver string with a leading "v",
+// or returns "" when the tag is not semantic versioning.
+func canonicalVersion(tag string) string {
+	v := tag
+	if !strings.HasPrefix(v, "v") {
+		v = "v" + v
+	}
+	if !semver.IsValid(v) {
+		return ""
+	}
+	return v
+}
+
+var trackRe = regexp.MustCompile(`^v?(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))?$`)
+
+// parseTrack validates a track= value and returns it with a leading "v".
+func parseTrack(s string) (string, error) {
+	if !trackRe.MatchString(s) {
+		return "", fmt.Errorf("track %q: want a major or major.minor version such as v1 or v1.4", s)
+	}
+	if !strings.HasPrefix(s, "v") {
+		s = "v" + s
+	}
+	return s, nil
+}
+
+func (o selectOptions) wants(rel release, v string) bool {
+	if v == "" {
+		return false
+	}
+	if !o.PreRelease && (rel.Prerelease || semver.Prerelease(v) != "") {
+		return false
+	}
+	switch strings.Count(o.Track, ".") {
+	case 0:
+		if o.Track != "" && semver.Major(v) != o.Track {
+			return false
+		}
+	default:
+		if semver.MajorMinor(v) != o.Track {
+			return false
+		}
+	}
+	return true
+}
+
+// newest returns the newest release that the options allow and its
+// canonical version; ok is false when none qualifies. Build metadata does
+// not order releases; among equal versions the greatest tag wins so the
+// choice is the same on every host.
+func newest(rels []release, o selectOptions, log *slog.Logger) (rel release, version string, ok bool) {
+	for _, r := range rels {
+		v := canonicalVersion(r.Tag)
+		if v == "" {
+			log.Debug("ignoring tag that is not semantic versioning", "tag", r.Tag)
+			continue
+		}
+		if !o.wants(r, v) {
+			continue
+		}
+		if !ok {
+			rel, version, ok = r, v, true
+			continue
+		}
+		switch c := semver.Compare(v, version); {
+		case c > 0, c == 0 && r.Tag > rel.Tag:
+			rel, version = r, v
+		}
+	}
+	return rel, version, ok
+}
+
+// isChecksumName reports whether an asset is a checksum list rather than an artifact.
+func isChecksumName(name string) bool {
+	n := strings.ToLower(name)
+	switch {
+	case n == "checksums.txt", n == "sha256sums", n == "sha256sums.txt",
+		strings.HasSuffix(n, "_checksums.txt"), strings.HasSuffix(n, "-checksums.txt"),
+		strings.HasSuffix(n, ".sha256"), strings.HasSuffix(n, ".sha256sum"):
+		return true
+	}
+	return false
+}
+
+// notArtifactExt lists suffixes of files that ride along with releases but
+// are never what dewy deploys: checksums, signatures, SBOMs, OS packages and
+// compressions the standard library cannot unpack.
+var notArtifactExt = []string{
+	".sig", ".minisig", ".asc", ".pem", ".crt", ".cert", ".sbom", ".json", ".jsonl",
+	".deb", ".rpm", ".apk", ".msi", ".dmg", ".pkg", ".txt", ".md", ".xz", ".zst", ".bz2", ".7z",
+}
+
+func isArtifactName(name string) bool {
+	if isChecksumName(name) {
+		return false
+	}
+	n := strings.ToLower(name)
+	for _, ext := range notArtifactExt {
+		if strings.HasSuffix(n, ext) {
+			return false
+		}
+	}
+	return true
+}
+
+var (
+	osAliases = map[string][]string{
+		"darwin": {"darwin", "macos"},
+	}
+	archAliases = map[string][]string{
+		"amd64": {"amd64", "x86_64", "x64"},
+		"arm64": {"arm64", "aarch64"},
+		"386":   {"386", "i386"},
+		"arm":   {"arm", "armv5", "armv6", "armv7", "armhf"},
+	}
+)
+
+// nameTokens splits an asset name like goreleaser builds them. x86_64 is
+// kept whole because its own underscore would otherwise split it.
+func nameTokens(name string) []string {
+	n := strings.ToLower(name)
+	n = strings.ReplaceAll(n, "x86_64", "x86@64")
+	n = strings.ReplaceAll(n, "x86-64", "x86@64")
+	toks := strings.FieldsFunc(n, func(r rune) bool { return r == '_' || r == '-' || r == '.' })
+	for i, t := range toks {
+		toks[i] = strings.ReplaceAll(t, "x86@64", "x86_64")
+	}
+	return toks
+}
+
+func aliases(m map[string][]string, key string) []string {
+	if a, ok := m[key]; ok {
+		return a
+	}
+	return []string{key}
+}
+
+func hasAnyToken(toks, want []string) bool {
+	for _, w := range want {
+		if slices.Contains(toks, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// pickAsset chooses the artifact of a release for this host.
+func pickAsset(rel release, o selectOptions) (asset, error) {
+	if o.Artifact != "" {
+		for _, a := range rel.Assets {
+			if a.Name == o.Artifact {
+				return a, nil
+			}
+		}
+		return asset{}, fmt.Errorf("release %s has no asset named %q (assets: %s)", rel.Tag, o.Artifact, assetNames(rel.Assets))
+	}
+	osToks, archToks := aliases(osAliases, o.GOOS), aliases(archAliases, o.GOARCH)
+	var found []asset
+	for _, a := range rel.Assets {
+		if !isArtifactName(a.Name) {
+			continue
+		}
+		toks := nameTokens(a.Name)
+		if hasAnyToken(toks, osToks) && hasAnyToken(toks, archToks) {
+			found = append(found, a)
+		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+		return asset{}, fmt.Errorf("release %s has no asset for %s/%s (assets: %s); set artifact= on the registry URL", rel.Tag, o.GOOS, o.GOARCH, assetNames(rel.Assets))
+	default:
+		return asset{}, fmt.Errorf("release %s has several assets for %s/%s (%s); set artifact= on the registry URL", rel.Tag, o.GOOS, o.GOARCH, assetNames(found))
+	}
+}
+
+func assetNames(as []asset) string {
+	if len(as) == 0 {
+		return "none"
+	}
+	names := make([]string, len(as))
+	for i, a := range as {
+		names[i] = a.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// checksumAssets returns the files of a release that may list the digest of name.
+func checksumAssets(rel release, name string) []asset {
+	var out []asset
+	for _, a := range rel.Assets {
+		n := strings.ToLower(a.Name)
+		if strings.HasSuffix(n, ".sha256") || strings.HasSuffix(n, ".sha256sum") {
+			if strings.TrimSuffix(strings.TrimSuffix(a.Name, ".sha256sum"), ".sha256") != name {
+				continue
+			}
+		}
+		if isChecksumName(a.Name) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// bareName is the file name a bare executable gets in its release
+// directory: the asset name cut before its first version, OS or arch token,
+// so myapp_1.2.0_linux_amd64 becomes myapp and the command line stays the
+// same across releases.
+func bareName(name string) string {
+	ext := ""
+	if strings.HasSuffix(strings.ToLower(name), ".exe") {
+		ext, name = name[len(name)-4:], name[:len(name)-4]
+	}
+	cut := len(name)
+	pos := 0
+	for pos < len(name) {
+		end := strings.IndexAny(name[pos:], "_-")
+		tok := name[pos:]
+		if end >= 0 {
+			tok = name[pos : pos+end]
+		}
+		if pos > 0 && isPlatformOrVersionToken(tok) {
+			cut = pos - 1
+			break
+		}
+		if end < 0 {
+			break
+		}
+		pos += end + 1
+	}
+	if cut <= 0 {
+		return name + ext
+	}
+	return name[:cut] + ext
+}
+
+func isPlatformOrVersionToken(tok string) bool {
+	t := strings.ToLower(tok)
+	if canonicalVersion(t) != "" || (len(t) > 0 && t[0] >= '0' && t[0] <= '9') {
+		return true
+	}
+	for _, m := range []map[string][]string{osAliases, archAliases} {
+		for _, as := range m {
+			if slices.Contains(as, t) {
+				return true
+			}
+		}
+	}
+	switch t {
+	case "linux", "windows", "freebsd", "openbsd", "netbsd", "x86", "mac", "universal", "all":
+		return true
+	}
+	return false
+}

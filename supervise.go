@@ -1,0 +1,732 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// serverConfig is what `dewy server` runs.
+type serverConfig struct {
+	Ports         []string       // raw --port values, already split on commas: "8000", "8000-8003", "127.0.0.1:8000", "[::1]:8000", "unix:/run/app.sock"
+	Command       []string       // argv after `--`
+	Dir           string         // working directory for the child (the --root dir)
+	HealthPath    string         // "" = none
+	HealthTimeout time.Duration  // default 30s
+	ReadyDelay    time.Duration  // default 1s
+	DrainTimeout  time.Duration  // default 30s
+	StopSignal    syscall.Signal // default SIGTERM
+	Env           []string       // extra environment for the child (appended to os.Environ())
+}
+
+// healthName names the private listener each generation gets for health
+// probes, in LISTEN_FDNAMES.
+const healthName = "dewy-health"
+
+var errStopped = errors.New("supervisor stopped")
+
+// A supervisor runs one generation of the child at a time, and two while
+// swapping. It binds the listening sockets once and gives every generation a
+// descriptor for each, so that the kernel's accept queue outlives the
+// children and a swap refuses no connection.
+//
+// Readiness must be the new generation's own. Both generations accept on the
+// shared sockets while the new one warms up, so a probe sent there may be
+// answered by the old one and prove nothing (and a bare TCP connect proves
+// even less: the kernel completes the handshake from the accept queue
+// whether or not anyone calls accept). So:
+//   - with HealthPath, each generation gets one more socket, a private
+//     loopback listener only it holds, listed last and named "dewy-health" in
+//     LISTEN_FDNAMES (by its address in SERVER_STARTER_PORT); dewy probes
+//     only that one. Apps that serve every inherited listener with the same
+//     handler answer there without change; an app that serves only the
+//     sockets it recognises never gets ready, which fails loudly rather than
+//     swapping on someone else's answer.
+//   - otherwise the child may say READY=1 on its own NOTIFY_SOCKET, which
+//     dewy opens per generation and believes only from the child's pid
+//     (see notifySocket and execShim).
+//   - otherwise the child is ready once it has stayed up for ReadyDelay.
+//     Once any generation has said READY=1, later ones must say it too:
+//     the app has shown it knows how, and a premature swap is worse than a
+//     slower one.
+type supervisor struct {
+	cfg serverConfig
+	log *slog.Logger
+	exe string      // dewy itself, run as the exec shim
+	lns []*listener // held for the supervisor's whole life
+
+	// Crash-restart backoff and probe pacing; tests shorten them before
+	// run starts.
+	backoffMin   time.Duration // first delay after a crash
+	backoffMax   time.Duration // the delay doubles up to this
+	backoffReset time.Duration // a child up this long starts over at backoffMin
+	probeEvery   time.Duration // pause between health probes
+
+	reqC   chan request
+	killC  chan struct{}
+	exitC  chan *child
+	readyC chan readyEvent
+	drainC chan *child
+	done   chan struct{} // closed when run returns
+}
+
+// A request asks run to start a new generation.
+type request struct {
+	ctx     context.Context
+	version string
+	restart bool // run the live generation's release again
+	reply   chan error
+}
+
+// A child is one generation of the application. The fields below the blank
+// line belong to run.
+type child struct {
+	gen     int
+	version string
+	cmd     *exec.Cmd
+	pid     int
+	started time.Time
+	health  string        // address of its private probe listener, "" without HealthPath
+	notify  *notifySocket // nil where the sender of a datagram cannot be checked
+	dead    chan struct{} // closed once the process has exited
+	waitErr error         // off Linux: Wait's result, set before dead closes
+
+	stopping bool
+	reaped   bool
+	drain    *time.Timer
+}
+
+type readyEvent struct {
+	c   *child
+	via string // "health", "notify" or "delay"
+	err error
+}
+
+// newSupervisor binds the listeners, or adopts the ones systemd passed to
+// dewy (LISTEN_FDS), and returns without starting any child.
+func newSupervisor(cfg serverConfig, log *slog.Logger) (*supervisor, error) {
+	if len(cfg.Command) == 0 {
+		return nil, errors.New("server: no command given after --")
+	}
+	specs, err := parsePorts(cfg.Ports)
+	if err != nil {
+		return nil, err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find dewy's own executable: %w", err)
+	}
+	inherited, err := inheritedListeners(os.Getenv, os.Getpid())
+	if err != nil {
+		return nil, err
+	}
+	if len(inherited) > 0 {
+		// The descriptors are consumed; nothing else in dewy may adopt
+		// them again.
+		for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"} {
+			os.Unsetenv(k)
+		}
+	}
+	bound, err := bindListeners(specs, inherited)
+	if err != nil {
+		closeListeners(inherited)
+		return nil, err
+	}
+	if cfg.HealthTimeout <= 0 {
+		cfg.HealthTimeout = 30 * time.Second
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 30 * time.Second
+	}
+	if cfg.StopSignal == 0 {
+		cfg.StopSignal = syscall.SIGTERM
+	}
+	if cfg.HealthPath != "" && !strings.HasPrefix(cfg.HealthPath, "/") {
+		cfg.HealthPath = "/" + cfg.HealthPath
+	}
+	return &supervisor{
+		cfg:          cfg,
+		log:          log,
+		exe:          exe,
+		lns:          append(inherited, bound...),
+		backoffMin:   time.Second,
+		backoffMax:   time.Minute,
+		backoffReset: 30 * time.Second,
+		probeEvery:   100 * time.Millisecond,
+		reqC:         make(chan request),
+		killC:        make(chan struct{}, 1),
+		exitC:        make(chan *child),
+		readyC:       make(chan readyEvent),
+		drainC:       make(chan *child),
+		done:         make(chan struct{}),
+	}, nil
+}
+
+// activate starts a new generation from the command, waits until it is
+// ready, then stops the old generation and waits for it to exit. It returns
+// nil only when the new child serves and the old one is gone. On failure the
+// new child is stopped and the old one keeps serving untouched. Without
+// listening sockets there is nothing to share, so the old generation is
+// stopped first.
+func (s *supervisor) activate(ctx context.Context, version string) error {
+	return s.send(ctx, request{ctx: ctx, version: version})
+}
+
+// restart activates the live generation's release again.
+func (s *supervisor) restart(ctx context.Context) error {
+	return s.send(ctx, request{ctx: ctx, restart: true})
+}
+
+// kill sends SIGKILL to every child now. It is the answer to a second
+// SIGTERM: no child is started after it, and run still returns only once
+// its context ends.
+func (s *supervisor) kill() {
+	select {
+	case s.killC <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
+func (s *supervisor) send(ctx context.Context, r request) error {
+	r.reply = make(chan error, 1)
+	select {
+	case s.reqC <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.done:
+		return errStopped
+	}
+	select {
+	case err := <-r.reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// run owns every child. It returns once ctx has ended and every child has
+// exited: each gets StopSignal, then SIGKILL after DrainTimeout. It closes
+// the listeners on return.
+func (s *supervisor) run(ctx context.Context) error {
+	// Pdeathsig fires when the thread that forked the child exits, not
+	// when dewy does, and a Go thread can exit under a running program
+	// (when a goroutine that locked it ends without unlocking). Children
+	// are started only from this goroutine, locked to its thread until
+	// every child is gone, so that thread lives exactly as long as dewy
+	// supervises anything.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer close(s.done)
+	defer closeListeners(s.lns)
+
+	l := &loop{s: s, children: map[*child]bool{}}
+	ctxDone := ctx.Done()
+	for {
+		if ctxDone == nil && len(l.children) == 0 {
+			return nil
+		}
+		select {
+		case <-ctxDone:
+			ctxDone = nil
+			l.shutdown()
+		case r := <-s.reqC:
+			l.request(r)
+		case c := <-s.exitC:
+			l.exited(c)
+		case ev := <-s.readyC:
+			l.ready(ev)
+		case c := <-s.drainC:
+			if !c.reaped {
+				s.log.Warn("child outlived the drain timeout; killing it", "gen", c.gen, "pid", c.pid, "timeout", s.cfg.DrainTimeout)
+				killGroup(c)
+			}
+		case <-l.restartC:
+			l.restartC = nil
+			l.restartCrashed()
+		case <-s.killC:
+			l.halted = true
+			l.stopRestart()
+			for c := range l.children {
+				s.log.Warn("killing child", "gen", c.gen, "pid", c.pid)
+				killGroup(c)
+			}
+		}
+	}
+}
+
+// loop is the state run owns.
+type loop struct {
+	s           *supervisor
+	gen         int
+	children    map[*child]bool // started and not yet reaped
+	live        *child          // the generation serving; nil before the first activation or after a crash
+	version     string          // the release live runs, or last ran
+	act         *activation     // at most one at a time
+	backoff     time.Duration   // last crash-restart delay
+	restartT    *time.Timer
+	restartC    <-chan time.Time
+	notifyAware bool // a generation has said READY=1
+	halted      bool // no more children: shutting down, or killed
+}
+
+// An activation is one request to bring up a new generation.
+type activation struct {
+	req     request
+	version string
+	c       *child // the new generation, nil until started
+	old     *child // the generation that must be gone before the reply
+	ready   bool
+	failed  error // set when c is being stopped for not getting ready
+	cancel  context.CancelFunc
+}
+
+func (l *loop) request(r request) {
+	switch {
+	case l.halted:
+		r.reply <- errStopped
+		return
+	case r.ctx.Err() != nil:
+		r.reply <- r.ctx.Err()
+		return
+	case l.act != nil:
+		r.reply <- fmt.Errorf("activation of %s already in progress", l.act.version)
+		return
+	}
+	p := &activation{req: r, version: r.version}
+	if r.restart {
+		if l.version == "" {
+			r.reply <- errors.New("restart: nothing was activated yet")
+			return
+		}
+		p.version = l.version
+	}
+	l.act = p
+	l.stopRestart()
+	if len(l.s.lns) == 0 && l.live != nil {
+		// Without sockets to share, two generations would only fight
+		// over whatever else the app holds: stop, then start.
+		p.old, l.live = l.live, nil
+		l.stop(p.old)
+		return
+	}
+	l.launch(p)
+}
+
+// launch starts p's child and waits for its readiness in another goroutine.
+func (l *loop) launch(p *activation) {
+	s := l.s
+	c, err := l.start(p.version)
+	if err != nil {
+		l.finish(p, err)
+		return
+	}
+	p.c = c
+	ctx, cancel := context.WithTimeoutCause(p.req.ctx, s.cfg.HealthTimeout,
+		fmt.Errorf("not ready within %s", s.cfg.HealthTimeout))
+	p.cancel = cancel
+	requireNotify := l.notifyAware && c.notify != nil
+	go func() {
+		via, err := s.waitReady(ctx, c, requireNotify)
+		select {
+		case s.readyC <- readyEvent{c: c, via: via, err: err}:
+		case <-s.done:
+		}
+	}()
+}
+
+func (l *loop) ready(ev readyEvent) {
+	s, p, c := l.s, l.act, ev.c
+	if p == nil || p.c != c || p.ready || p.failed != nil {
+		return
+	}
+	select {
+	case <-c.dead:
+		return // the exit is on its way and decides
+	default:
+	}
+	p.cancel()
+	if ev.err != nil {
+		// Stopped, not killed: it may hold connections already.
+		p.failed = ev.err
+		l.stop(c)
+		return
+	}
+	if ev.via == "notify" && !l.notifyAware {
+		l.notifyAware = true
+		s.log.Info("child speaks sd_notify; later generations must send READY=1", "gen", c.gen)
+	}
+	s.log.Info("child ready", "gen", c.gen, "pid", c.pid, "version", p.version, "via", ev.via,
+		"after", time.Since(c.started).Round(time.Millisecond))
+	p.ready = true
+	old := l.live
+	l.live, l.version, l.backoff = c, p.version, 0
+	if old == nil {
+		l.finish(p, nil)
+		return
+	}
+	p.old = old
+	l.stop(old)
+}
+
+func (l *loop) exited(c *child) {
+	s := l.s
+	// Whatever the child left in its group (workers, a shell's children)
+	// would go on accepting on the shared sockets. The unreaped leader
+	// pins the group id, so this cannot reach anyone else.
+	killGroup(c)
+	status := reap(c)
+	c.reaped = true
+	delete(l.children, c)
+	if c.drain != nil {
+		c.drain.Stop()
+	}
+	if c.notify != nil {
+		c.notify.close()
+	}
+	if c.stopping {
+		s.log.Info("child exited", "gen", c.gen, "pid", c.pid, "status", exitStatus(status))
+	} else {
+		s.log.Warn("child exited unexpectedly", "gen", c.gen, "pid", c.pid, "status", exitStatus(status),
+			"uptime", time.Since(c.started).Round(time.Millisecond))
+	}
+
+	if p := l.act; p != nil {
+		switch c {
+		case p.c:
+			err := p.failed
+			switch {
+			case err != nil:
+			case p.ready:
+				err = fmt.Errorf("exited before the old generation stopped: %s", exitStatus(status))
+			default:
+				err = fmt.Errorf("exited before it was ready: %s", exitStatus(status))
+			}
+			l.finish(p, err)
+		case p.old:
+			if p.c == nil && !l.halted {
+				l.launch(p)
+			} else if p.c == nil {
+				l.finish(p, errStopped)
+			} else if p.ready {
+				l.finish(p, nil)
+			}
+		}
+	}
+	if c == l.live {
+		l.live = nil
+		if !l.halted {
+			l.scheduleRestart(time.Since(c.started))
+		}
+	}
+}
+
+// finish answers p's request. A failed activation that leaves nothing
+// serving (no sockets, so the old generation was stopped first; or the
+// live child had crashed) brings the last good release back with backoff.
+func (l *loop) finish(p *activation, err error) {
+	l.act = nil
+	if p.cancel != nil {
+		p.cancel()
+	}
+	if err != nil {
+		err = fmt.Errorf("activate %s: %w", p.version, err)
+	}
+	p.req.reply <- err
+	if err != nil && l.live == nil && l.version != "" && !l.halted && l.restartC == nil {
+		l.scheduleRestart(0)
+	}
+}
+
+// scheduleRestart arms the crash-restart timer. uptime is how long the
+// crashed child ran: a child that stayed up for backoffReset was healthy,
+// so its crash starts the backoff over.
+func (l *loop) scheduleRestart(uptime time.Duration) {
+	s := l.s
+	l.backoff = nextBackoff(l.backoff, uptime, s.backoffMin, s.backoffMax, s.backoffReset)
+	s.log.Warn("restarting child after backoff", "version", l.version, "in", l.backoff)
+	l.restartT = time.NewTimer(l.backoff)
+	l.restartC = l.restartT.C
+}
+
+func nextBackoff(prev, uptime, lo, hi, reset time.Duration) time.Duration {
+	if prev == 0 || uptime >= reset {
+		return lo
+	}
+	return min(prev*2, hi)
+}
+
+func (l *loop) stopRestart() {
+	if l.restartT != nil {
+		l.restartT.Stop()
+	}
+	l.restartT, l.restartC = nil, nil
+}
+
+// restartCrashed brings back the release that was live when its child
+// crashed. There is nothing to swap with, so it serves at once.
+func (l *loop) restartCrashed() {
+	if l.live != nil || l.act != nil || l.halted {
+		return
+	}
+	c, err := l.start(l.version)
+	if err != nil {
+		l.s.log.Error("restart child", "version", l.version, "err", err)
+		l.scheduleRestart(0)
+		return
+	}
+	l.live = c
+}
+
+// shutdown stops every child; run returns once they are gone.
+func (l *loop) shutdown() {
+	l.halted = true
+	l.stopRestart()
+	if p := l.act; p != nil {
+		if p.c == nil {
+			l.finish(p, errStopped)
+		} else if !p.ready && p.failed == nil {
+			p.failed = errStopped
+			p.cancel()
+		}
+	}
+	for c := range l.children {
+		l.stop(c)
+	}
+}
+
+// stop asks c to exit with StopSignal and kills its group if it is still
+// there after DrainTimeout.
+func (l *loop) stop(c *child) {
+	s := l.s
+	if c.stopping || c.reaped {
+		return
+	}
+	c.stopping = true
+	s.log.Info("stopping child", "gen", c.gen, "pid", c.pid, "signal", s.cfg.StopSignal)
+	if err := c.cmd.Process.Signal(s.cfg.StopSignal); err != nil {
+		s.log.Warn("signal child", "gen", c.gen, "pid", c.pid, "err", err)
+	}
+	c.drain = time.AfterFunc(s.cfg.DrainTimeout, func() {
+		select {
+		case s.drainC <- c:
+		case <-s.done:
+		}
+	})
+}
+
+// start runs one generation through the exec shim, handing it a descriptor
+// for every listener from fd 3 on.
+func (l *loop) start(version string) (*child, error) {
+	s := l.s
+	l.gen++
+	c := &child{gen: l.gen, version: version, dead: make(chan struct{})}
+
+	var files []*os.File
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	var starter, names []string
+	add := func(ln net.Listener, starterName, fdName string) error {
+		f, err := dupListener(ln, starterName)
+		if err != nil {
+			return err
+		}
+		files = append(files, f)
+		starter = append(starter, starterName+"="+strconv.Itoa(2+len(files)))
+		names = append(names, fdName)
+		return nil
+	}
+	for _, ln := range s.lns {
+		if err := add(ln.ln, ln.starter, ln.fdName); err != nil {
+			return nil, err
+		}
+	}
+	if s.cfg.HealthPath != "" {
+		hl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("health probe listener: %w", err)
+		}
+		c.health = hl.Addr().String()
+		err = add(hl, c.health, healthName)
+		// Only the child keeps it open, so a dead child refuses the
+		// probe instead of leaving it queued.
+		hl.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	env := childEnv(os.Environ(), s.cfg.Env)
+	if len(files) > 0 {
+		// LISTEN_PID is set by the exec shim, which knows its own pid.
+		env = append(env,
+			"LISTEN_FDS="+strconv.Itoa(len(files)),
+			"LISTEN_FDNAMES="+strings.Join(names, ":"),
+			"SERVER_STARTER_PORT="+strings.Join(starter, ";"))
+	}
+	env = append(env, "SERVER_STARTER_GENERATION="+strconv.Itoa(c.gen))
+	n, err := listenNotify()
+	if err != nil {
+		return nil, err
+	}
+	if n != nil {
+		c.notify = n
+		env = append(env, "NOTIFY_SOCKET="+n.addr)
+	}
+
+	cmd := exec.Command(s.exe, append([]string{"__exec", "--"}, s.cfg.Command...)...)
+	cmd.Dir = s.cfg.Dir
+	cmd.Env = env
+	cmd.Stdout = os.Stdout
+	cmd.Stderr = os.Stderr
+	cmd.ExtraFiles = files
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		if n != nil {
+			n.close()
+		}
+		return nil, fmt.Errorf("start %s: %w", s.cfg.Command[0], err)
+	}
+	c.cmd, c.pid, c.started = cmd, cmd.Process.Pid, time.Now()
+	l.children[c] = true
+	go func() {
+		awaitExit(c)
+		close(c.dead)
+		s.exitC <- c // run does not return while c is unreaped
+	}()
+	if n != nil {
+		go n.serve(c.pid)
+	}
+	s.log.Info("child started", "gen", c.gen, "pid", c.pid, "version", version)
+	return c, nil
+}
+
+// childEnv is dewy's environment without the variables that describe
+// dewy's own sockets and service manager, then the configured extras.
+func childEnv(base, extra []string) []string {
+	env := make([]string, 0, len(base)+len(extra)+5)
+	for _, kv := range base {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET",
+			"SERVER_STARTER_PORT", "SERVER_STARTER_GENERATION":
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, extra...)
+}
+
+// waitReady returns once c is ready, as the supervisor's comment describes,
+// or an error when ctx ends first.
+func (s *supervisor) waitReady(ctx context.Context, c *child, requireNotify bool) (string, error) {
+	if s.cfg.HealthPath != "" {
+		return "health", s.probe(ctx, c)
+	}
+	var notified <-chan struct{}
+	if c.notify != nil {
+		notified = c.notify.ready
+	}
+	var delay <-chan time.Time
+	if !requireNotify {
+		t := time.NewTimer(s.cfg.ReadyDelay)
+		defer t.Stop()
+		delay = t.C
+	}
+	select {
+	case <-notified:
+		return "notify", nil
+	case <-delay:
+		return "delay", nil
+	case <-c.dead:
+		return "", errors.New("exited")
+	case <-ctx.Done():
+		if requireNotify {
+			return "", fmt.Errorf("%w: no READY=1 on NOTIFY_SOCKET", context.Cause(ctx))
+		}
+		return "", context.Cause(ctx)
+	}
+}
+
+// probe GETs HealthPath on c's private listener until it answers 2xx.
+func (s *supervisor) probe(ctx context.Context, c *child) error {
+	// No proxy, no connection reuse: each probe is a fresh connection to
+	// this generation's own socket.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	url := "http://" + c.health + s.cfg.HealthPath
+	var last error
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return fmt.Errorf("health probe: %w", err)
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+			if resp.StatusCode/100 == 2 {
+				return nil
+			}
+			err = fmt.Errorf("GET %s: %s", s.cfg.HealthPath, resp.Status)
+		}
+		if ctx.Err() == nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			if last != nil {
+				return fmt.Errorf("%w: %v", context.Cause(ctx), last)
+			}
+			return context.Cause(ctx)
+		case <-c.dead:
+			return errors.New("exited")
+		case <-time.After(s.probeEvery):
+		}
+	}
+}
+
+func exitStatus(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
+}
+
+// execShim runs in the child as `dewy __exec -- app args...` and replaces
+// itself with the app. os/exec cannot know a child's pid before it starts,
+// but systemd's convention wants it in LISTEN_PID, and the pid the notify
+// socket checks must be the app's: execve keeps the pid, so the shim sets
+// LISTEN_PID to its own. args are the words after "__exec". It returns only
+// on error.
+func execShim(args []string) error {
+	if len(args) > 0 && args[0] == "--" {
+		args = args[1:]
+	}
+	if len(args) == 0 {
+		return errors.New("__exec: no command")
+	}
+	path, err := exec.LookPath(args[0])
+	if err != nil {
+		return fmt.Errorf("__exec: %w", err)
+	}
+	if os.Getenv("LISTEN_FDS") != "" {
+		os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
+	}
+	if err := syscall.Exec(path, args, os.Environ()); err != nil {
+		return fmt.Errorf("__exec %s: %w", path, err)
+	}
+	return nil
+}

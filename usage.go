@@ -1,0 +1,48 @@
+package main
+
+const usageText = `dewy keeps a host on the newest release of an application.
+
+Usage:
+  dewy server [flags] -- COMMAND [ARGS...]   run COMMAND and keep it on the newest release
+  dewy assets [flags]                        keep static files on the newest release
+  dewy -c dewy.toml [flags]                  take everything, the command included, from a file
+  dewy version                               print the version
+  dewy help                                  print this text
+
+Flags for both commands (flags override DEWY_* variables, which override the file):
+  --registry URL            where releases come from (required):
+                              file:///abs/dir, ghr://owner/repo, s3://region/bucket/prefix,
+                              gs://bucket/prefix, grpc://host:port
+                            options on every registry: pre-release=true, artifact=NAME, track=v1 | v1.4
+  --cache URL               where dewy keeps state and artifacts (default file://ROOT/.dewy/cache)
+  --notifier URL            where deploy events go (repeatable)
+  --root DIR                holds releases/ and current (default: the current directory)
+  -i, --interval D          poll interval: 30s, 5m or plain seconds (default 30s; up to 10% jitter)
+  --keep N                  releases kept on disk (default 5; current and previous always kept)
+  -l, --log-level LEVEL     debug, info, warn or error (default info)
+  -f, --log-format FORMAT   text or json (default text)
+  --host-id NAME            this host's name in reports (default: hostname)
+  --before-deploy-hook CMD  shell command run before a release is swapped in
+  --after-deploy-hook CMD   shell command run once the new release is live
+  --on-failure-hook CMD     shell command run when a deploy fails
+  --hook-timeout D          time a hook may run (default 5m)
+  --require-checksum        refuse releases without a published sha256
+  --retry-failed            try again releases that failed their health check
+  --max-unpack-size SIZE    largest unpacked release (default 4GiB)
+  --max-unpack-entries N    most files in one release (default 100000)
+  -c, --config FILE         TOML settings (see dewy.toml.example)
+
+Flags for assets:
+  --once                    deploy the newest release if needed, then exit (0 up to date, 1 failed)
+
+Flags for server:
+  -p, --port LISTEN         8000, 8000-8003, 127.0.0.1:8000, [::1]:8000, unix:/path (repeatable)
+  --health-path PATH        HTTP path that answers 2xx when the new process is ready
+  --health-timeout D        how long a new release may take to become ready (default 30s)
+  --ready-delay D           wait after the first connect when there is no health path (default 1s)
+  --drain-timeout D         how long the old process may take to exit (default 30s)
+  --stop-signal SIG         signal that asks the application to stop (default SIGTERM)
+
+Environment: GITHUB_TOKEN or GH_TOKEN, GITHUB_API_URL, DEWY_<SETTING> for any setting above.
+Signals: SIGHUP restarts the application gracefully; SIGUSR1 polls now; SIGTERM/SIGINT stop.
+`
