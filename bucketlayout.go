@@ -37,13 +37,15 @@ func newObjectReleases(prefix string, locate func(key string) string) *objectRel
 // are skipped: loose files beside the tags, and anything in a sub-folder of
 // a tag, because <tag>/deployed/ holds deployment reports, not assets. A
 // folder marker "<prefix>/<tag>/", as consoles create, makes an empty release.
+// "." and ".." are refused as tags and names: they are keys, not paths, to a
+// bucket, but not to whoever turns them into file names later.
 func (o *objectReleases) add(key string, size int64) {
 	rest, ok := strings.CutPrefix(key, o.prefix)
 	if !ok {
 		return
 	}
 	tag, name, ok := strings.Cut(rest, "/")
-	if !ok || tag == "" || strings.Contains(name, "/") {
+	if !ok || tag == "" || tag == "." || tag == ".." || name == "." || name == ".." || strings.Contains(name, "/") {
 		return
 	}
 	i, seen := o.index[tag]

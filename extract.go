@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -30,6 +31,7 @@ var (
 	errExtractAbsolute      = errors.New("path is absolute")
 	errExtractBackslash     = errors.New(`path contains "\" (Windows-style names are not accepted)`)
 	errExtractInvalid       = errors.New("invalid path")
+	errExtractLong          = fmt.Errorf("path longer than %d bytes", extractMaxPath)
 	errExtractDuplicate     = errors.New("path already used by an earlier entry")
 	errExtractParentSymlink = errors.New("is a symlink")
 	errExtractParentNotDir  = errors.New("not a directory")
@@ -42,8 +44,10 @@ var (
 )
 
 const (
-	// Symlink targets are path names; PATH_MAX on Linux is 4096.
-	extractMaxLinkTarget = 4096
+	// Entry names and symlink targets are path names; PATH_MAX on Linux is
+	// 4096. The cap also keeps per-entry work linear: a 1 MiB PAX name of
+	// "a/a/a/..." would otherwise mean half a million parent checks.
+	extractMaxPath = 4096
 	// tar writers pad the archive to a 10 KiB record and some add more
 	// zeros; reading past the tar end lets gzip verify its checksum, but a
 	// hostile stream could append gigabytes, so the drain is capped.
@@ -185,7 +189,12 @@ func (x *extractor) tarEntries(r io.Reader) error {
 			if prev == "" {
 				return err
 			}
-			return fmt.Errorf("after entry %q: %w", prev, err)
+			return fmt.Errorf("after entry %s: %w", extractQuote(prev), err)
+		}
+		if hdr.Typeflag == tar.TypeXGlobalHeader {
+			// Global PAX records only carry defaults such as mtime or
+			// charset; nothing about them shapes what is written.
+			continue
 		}
 		prev = hdr.Name
 		e := extractEntry{
@@ -194,12 +203,9 @@ func (x *extractor) tarEntries(r io.Reader) error {
 			linkname: hdr.Linkname,
 			body:     tr,
 		}
+		// archive/tar already reports the old TypeRegA as TypeReg or TypeDir.
 		switch hdr.Typeflag {
-		case tar.TypeXGlobalHeader:
-			// Global PAX records only carry defaults such as mtime or
-			// charset; nothing about them shapes what is written.
-			continue
-		case tar.TypeReg, tar.TypeRegA:
+		case tar.TypeReg:
 			e.typ = extractTypeFile
 		case tar.TypeDir:
 			e.typ = extractTypeDir
@@ -209,7 +215,7 @@ func (x *extractor) tarEntries(r io.Reader) error {
 			e.typ = extractTypeHardLink
 		}
 		if err := x.add(e, tarTypeName(hdr.Typeflag)); err != nil {
-			return fmt.Errorf("entry %q: %w", hdr.Name, err)
+			return fmt.Errorf("entry %s: %w", extractQuote(hdr.Name), err)
 		}
 	}
 }
@@ -239,7 +245,7 @@ func (x *extractor) zipEntries(f io.ReaderAt, size int64) error {
 	}
 	for _, zf := range zr.File {
 		if err := x.zipEntry(zf); err != nil {
-			return fmt.Errorf("entry %q: %w", zf.Name, err)
+			return fmt.Errorf("entry %s: %w", extractQuote(zf.Name), err)
 		}
 	}
 	return nil
@@ -281,12 +287,12 @@ func (x *extractor) zipEntry(zf *zip.File) error {
 		e.body = rc
 		if e.typ == extractTypeSymlink {
 			// zip stores a symlink's target as the entry's content.
-			t, err := io.ReadAll(io.LimitReader(rc, extractMaxLinkTarget+1))
+			t, err := io.ReadAll(io.LimitReader(rc, extractMaxPath+1))
 			if err != nil {
 				return err
 			}
-			if len(t) > extractMaxLinkTarget {
-				return fmt.Errorf("symlink target longer than %d bytes", extractMaxLinkTarget)
+			if len(t) > extractMaxPath {
+				return fmt.Errorf("symlink target: %w", errExtractLong)
 			}
 			e.linkname = string(t)
 		}
@@ -364,6 +370,8 @@ func extractCleanName(name string) (string, error) {
 		return "", errExtractInvalid
 	case strings.ContainsRune(name, 0):
 		return "", errExtractInvalid
+	case len(name) > extractMaxPath:
+		return "", errExtractLong
 	case strings.Contains(name, `\`):
 		return "", errExtractBackslash
 	case strings.HasPrefix(name, "/"):
@@ -395,10 +403,16 @@ func (x *extractor) checkPlace(p string, typ extractType) error {
 
 // mkParents creates the directories an entry implies but the archive may
 // not list (zip files often omit them). They get 0755, independent of umask.
+// Each counts against MaxEntries: otherwise 100000 entries with deep,
+// distinct names could make hundreds of millions of directories.
 func (x *extractor) mkParents(p string) error {
 	var missing []string
 	for dir := path.Dir(p); dir != "." && x.seen[dir] == 0; dir = path.Dir(dir) {
 		missing = append(missing, dir)
+	}
+	x.entries += len(missing)
+	if x.entries > x.lim.MaxEntries {
+		return fmt.Errorf("%w: more than %d, counting implied directories", errExtractTooMany, x.lim.MaxEntries)
 	}
 	for i := len(missing) - 1; i >= 0; i-- {
 		d := missing[i]
@@ -482,9 +496,11 @@ func (x *extractor) writeSymlink(p, target string) error {
 func extractCheckSymlink(p, target string) error {
 	switch {
 	case target == "" || strings.ContainsRune(target, 0):
-		return fmt.Errorf("symlink target %q: %w", target, errExtractInvalid)
+		return fmt.Errorf("symlink target %s: %w", extractQuote(target), errExtractInvalid)
+	case len(target) > extractMaxPath:
+		return fmt.Errorf("symlink target: %w", errExtractLong)
 	case strings.HasPrefix(target, "/"):
-		return fmt.Errorf("symlink target %q: %w", target, errExtractAbsolute)
+		return fmt.Errorf("symlink target %s: %w", extractQuote(target), errExtractAbsolute)
 	}
 	up, named := 0, false
 	for _, el := range strings.Split(target, "/") {
@@ -492,7 +508,7 @@ func extractCheckSymlink(p, target string) error {
 		case "", ".":
 		case "..":
 			if named {
-				return fmt.Errorf("symlink target %q: %w", target, errExtractDotDot)
+				return fmt.Errorf("symlink target %s: %w", extractQuote(target), errExtractDotDot)
 			}
 			up++
 		default:
@@ -504,7 +520,7 @@ func extractCheckSymlink(p, target string) error {
 		depth = strings.Count(dir, "/") + 1
 	}
 	if up > depth {
-		return fmt.Errorf("symlink target %q: %w", target, errExtractEscape)
+		return fmt.Errorf("symlink target %s: %w", extractQuote(target), errExtractEscape)
 	}
 	return nil
 }
@@ -516,7 +532,7 @@ func extractCheckSymlink(p, target string) error {
 func (x *extractor) writeHardLink(p, linkname string) error {
 	t, err := extractCleanName(linkname)
 	if err != nil {
-		return fmt.Errorf("hard link target %q: %w", linkname, err)
+		return fmt.Errorf("hard link target %s: %w", extractQuote(linkname), err)
 	}
 	if x.seen[t] != extractFile {
 		return fmt.Errorf("hard link target %q: %w", linkname, errExtractHardLink)
@@ -526,4 +542,14 @@ func (x *extractor) writeHardLink(p, linkname string) error {
 	}
 	x.seen[p] = extractFile
 	return nil
+}
+
+// extractQuote quotes an entry name for an error message, shortened so a
+// hostile multi-kilobyte name cannot flood the log.
+func extractQuote(name string) string {
+	const max = 200
+	if len(name) <= max {
+		return strconv.Quote(name)
+	}
+	return strconv.Quote(strings.ToValidUTF8(name[:max], "")) + "..."
 }

@@ -53,6 +53,9 @@ var extractHostileCases = []struct {
 	{file: "fifo.tar.gz", entry: "pipe", want: errExtractType},
 	{file: "duplicate.tar.gz", entry: "conf", want: errExtractDuplicate},
 	{file: "duplicate-cleaned.tar.gz", entry: "./a//b", want: errExtractDuplicate},
+	{file: "long-name.tar.gz", entry: strings.Repeat("a/", 3000) + "f", want: errExtractLong},
+	{file: "symlink-long.tar.gz", entry: "l", want: errExtractLong},
+	{file: "deep-implied.tar.gz", lim: extractLimits{MaxEntries: 3}, entry: "a/b/c/d/e/f", want: errExtractTooMany},
 	{file: "file-as-parent.tar.gz", entry: "a/b", want: errExtractParentNotDir},
 	{file: "tar-bomb.tar.gz", lim: extractLimits{MaxBytes: 64 << 10}, entry: "bomb/3", want: errExtractTooLarge},
 	{file: "lying-size.tar.gz", entry: "liar", want: io.ErrUnexpectedEOF},
@@ -87,7 +90,7 @@ func TestExtractHostile(t *testing.T) {
 			msg := err.Error()
 			want := "extract " + tc.file + ": "
 			if tc.entry != "" {
-				want += fmt.Sprintf("entry %q: ", tc.entry)
+				want += "entry " + extractQuote(tc.entry) + ": "
 			}
 			if !strings.HasPrefix(msg, want) {
 				t.Errorf("error = %q, want prefix %q", msg, want)

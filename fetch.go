@@ -53,11 +53,13 @@ func download(ctx context.Context, store artifactStore, u *url.URL, dir string, 
 		var copyErr error
 		written, total, copyErr = downloadFrom(ctx, store, u, f, h, written, buf)
 		if copyErr == nil {
-			if total >= 0 && written != total {
-				copyErr = fmt.Errorf("got %d bytes, object has %d", written, total)
-			} else {
+			if total < 0 || written == total {
 				break
 			}
+			// The object changed under us (or the server lied about its
+			// length): resuming would splice two versions, so start over.
+			copyErr = fmt.Errorf("got %d bytes, object has %d", written, total)
+			written = 0
 		}
 		if ctx.Err() != nil || errors.Is(copyErr, errNotFound) || errors.Is(copyErr, errAccessDenied) || attempt >= fetchResumes {
 			return "", "", 0, fmt.Errorf("download %s: %w", redactURL(u), copyErr)

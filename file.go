@@ -9,13 +9,24 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 )
 
 // fileRegistry reads releases from a local directory laid out as
 // <dir>/<tag>/<asset files>: a USB stick, an NFS mount or an rsync target.
 type fileRegistry struct {
 	dir string
+	// settle is how long a release's files must have been left alone
+	// before it is offered: a release still being copied in by cp or
+	// rsync would otherwise be deployed half-written, or before its
+	// checksum file arrives. Publishing into a dot-directory and renaming
+	// it into place avoids the wait.
+	settle time.Duration
+	now    func() time.Time
 }
+
+const fileSettle = 2 * time.Second
 
 var (
 	_ registry      = (*fileRegistry)(nil)
@@ -36,7 +47,7 @@ func newFileRegistry(u *url.URL) (*fileRegistry, error) {
 			return nil, fmt.Errorf("file URL %q: unknown option %q", u.Redacted(), k)
 		}
 	}
-	return &fileRegistry{dir: filepath.Clean(u.Path)}, nil
+	return &fileRegistry{dir: filepath.Clean(u.Path), settle: fileSettle, now: time.Now}, nil
 }
 
 func (r *fileRegistry) releases(ctx context.Context) ([]release, error) {
@@ -49,8 +60,8 @@ func (r *fileRegistry) releases(ctx context.Context) ([]release, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if !e.IsDir() {
-			continue
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue // dot-directories are releases being published
 		}
 		tagDir := filepath.Join(r.dir, e.Name())
 		files, err := os.ReadDir(tagDir)
@@ -58,6 +69,7 @@ func (r *fileRegistry) releases(ctx context.Context) ([]release, error) {
 			return nil, fileErr("list release "+tagDir, err)
 		}
 		rel := release{Tag: e.Name(), ID: e.Name()}
+		settling := false
 		for _, f := range files {
 			if !f.Type().IsRegular() {
 				// A release being copied in by hand may still hold
@@ -68,8 +80,14 @@ func (r *fileRegistry) releases(ctx context.Context) ([]release, error) {
 			if err != nil {
 				continue
 			}
+			if r.now().Sub(info.ModTime()) < r.settle {
+				settling = true
+			}
 			p := filepath.Join(tagDir, f.Name())
 			rel.Assets = append(rel.Assets, asset{Name: f.Name(), URL: (&url.URL{Scheme: "file", Path: p}).String(), Size: info.Size()})
+		}
+		if settling {
+			continue // offered on a later poll, once the copy is done
 		}
 		out = append(out, rel)
 	}

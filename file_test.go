@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // publishDir writes rels into dir the way an operator lays out a file:// registry.
@@ -18,6 +19,11 @@ func publishDir(t *testing.T, dir string, rels []suiteRelease) {
 				t.Fatal(err)
 			}
 			if err := os.WriteFile(p, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// As if copied in a while ago: the registry waits for fresh files to settle.
+			old := time.Now().Add(-time.Minute)
+			if err := os.Chtimes(p, old, old); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -51,5 +57,26 @@ func TestFileRegistryErrors(t *testing.T) {
 	r, _ := newFileRegistry(&url.URL{Scheme: "file", Path: "/nonexistent/dewy-test"})
 	if _, err := r.releases(t.Context()); !errors.Is(err, errNotFound) {
 		t.Errorf("releases on missing dir: %v, want errNotFound", err)
+	}
+}
+
+func TestFileRegistrySkipsReleasesBeingCopied(t *testing.T) {
+	dir := t.TempDir()
+	publishDir(t, dir, []suiteRelease{{Tag: "v1.0.0", Files: map[string][]byte{"a_linux_amd64": []byte("x")}}})
+	if err := os.MkdirAll(filepath.Join(dir, "v2.0.0"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "v2.0.0", "a_linux_amd64"), []byte("half"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	publishDir(t, dir, []suiteRelease{{Tag: ".v3.0.0.partial", Files: map[string][]byte{"a_linux_amd64": []byte("x")}}})
+	r, _ := newFileRegistry(&url.URL{Scheme: "file", Path: dir})
+	got, err := r.releases(t.Context())
+	if err != nil || len(got) != 1 || got[0].Tag != "v1.0.0" {
+		t.Fatalf("releases = %v, %v; want only v1.0.0 (v2.0.0 is still being written, .v3.0.0.partial is hidden)", got, err)
+	}
+	r.now = func() time.Time { return time.Now().Add(time.Minute) }
+	if got, _ := r.releases(t.Context()); len(got) != 2 {
+		t.Fatalf("after settling: %d releases, want 2", len(got))
 	}
 }

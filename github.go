@@ -28,10 +28,10 @@ type githubRegistry struct {
 	log            *slog.Logger
 	now            func() time.Time
 
-	mu           sync.Mutex
-	etagLocked   string // ETag of the first listing page that produced cachedLocked
-	cachedLocked []release
-	cachedAt     time.Time
+	mu             sync.Mutex
+	etagLocked     string // ETag of the first listing page that produced cachedLocked
+	cachedLocked   []release
+	cachedAtLocked time.Time
 }
 
 var (
@@ -163,7 +163,7 @@ type githubAsset struct {
 func (g *githubRegistry) releases(ctx context.Context) ([]release, error) {
 	g.mu.Lock()
 	etag := g.etagLocked
-	if g.now().Sub(g.cachedAt) > githubFullRefresh {
+	if g.now().Sub(g.cachedAtLocked) > githubFullRefresh {
 		etag = ""
 	}
 	g.mu.Unlock()
@@ -232,7 +232,7 @@ func (g *githubRegistry) releases(ctx context.Context) ([]release, error) {
 	}
 
 	g.mu.Lock()
-	g.etagLocked, g.cachedLocked, g.cachedAt = firstETag, all, g.now()
+	g.etagLocked, g.cachedLocked, g.cachedAtLocked = firstETag, all, g.now()
 	g.mu.Unlock()
 	g.log.Debug("releases listed", "count", len(all))
 	return githubCopyReleases(all), nil

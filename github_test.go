@@ -490,3 +490,36 @@ func TestGitHubContextCancel(t *testing.T) {
 		t.Fatalf("releases with cancelled ctx: err = %v, want context.Canceled", err)
 	}
 }
+
+// Without Retry-After or an exhausted X-RateLimit-Remaining, GitHub's advice
+// for a rate-limit answer is to wait a minute; a plain 403 is a refusal.
+func TestGitHubForbiddenWithoutHeaders(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		msg       string
+		wantRetry bool
+	}{
+		{"secondary limit", "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.", true},
+		{"no permission", "Resource not accessible by personal access token", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(http.StatusForbidden)
+				fmt.Fprintf(w, `{"message":%q}`, tc.msg)
+			}))
+			t.Cleanup(srv.Close)
+			before := time.Now()
+			_, err := newGitHubTestRegistry(t, srv.URL, "tok").releases(t.Context())
+			var ra *retryAfterError
+			if got := errors.As(err, &ra); got != tc.wantRetry {
+				t.Fatalf("releases: err = %v, retryAfterError = %v, want %v", err, got, tc.wantRetry)
+			}
+			if tc.wantRetry && ra.Until.Before(before.Add(time.Minute)) {
+				t.Errorf("Until = %v, want at least a minute after %v", ra.Until, before)
+			}
+			if !tc.wantRetry && !errors.Is(err, errAccessDenied) {
+				t.Errorf("releases: err = %v, want errAccessDenied", err)
+			}
+		})
+	}
+}

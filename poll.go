@@ -21,6 +21,9 @@ type asset struct {
 	Name string
 	URL  string // where an artifactStore fetches it: file://, ghr://, s3://, gs://, https://
 	Size int64  // -1 when the registry does not say
+	// SHA256 is a digest the registry itself vouches for (gRPC's
+	// #sha256= extension); checksum files, when present, must agree.
+	SHA256 string
 }
 
 // registry is a source of releases.

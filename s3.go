@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/logging"
 )
 
 // s3Registry lists releases stored as s3://<region>/<bucket>/<prefix>/<tag>/<file>
@@ -88,8 +89,14 @@ func newS3Registry(ctx context.Context, u *url.URL, getenv func(string) string, 
 			t.TLSHandshakeTimeout = 10 * time.Second
 			t.ResponseHeaderTimeout = 30 * time.Second
 		})
+	log = log.With("registry", "s3", "bucket", bucket, "prefix", prefix)
 	opts := []func(*awsconfig.LoadOptions) error{
 		awsconfig.WithRegion(region),
+		// The SDK writes notes such as "response has no supported checksum"
+		// to stderr by default; they belong in the debug log.
+		awsconfig.WithLogger(logging.LoggerFunc(func(_ logging.Classification, format string, v ...any) {
+			log.Debug("aws sdk: " + fmt.Sprintf(format, v...))
+		})),
 		awsconfig.WithHTTPClient(hc),
 		awsconfig.WithRetryMaxAttempts(s3MaxAttempts),
 	}
@@ -117,7 +124,7 @@ func newS3Registry(ctx context.Context, u *url.URL, getenv func(string) string, 
 		bucket:      bucket,
 		prefix:      prefix,
 		urlEndpoint: urlEndpoint,
-		log:         log.With("registry", "s3", "bucket", bucket, "prefix", prefix),
+		log:         log,
 	}, nil
 }
 
@@ -255,18 +262,32 @@ func s3Error(op, bucket, key string, err error) error {
 		status = respErr.HTTPStatusCode()
 	}
 	switch {
-	case code == "NoSuchKey" || code == "NoSuchBucket" || code == "NotFound" || status == http.StatusNotFound:
-		return fmt.Errorf("s3 %s %s/%s: %w (%s)", op, bucket, key, errNotFound, orStatus(code, status))
-	case code == "AccessDenied" || code == "InvalidAccessKeyId" || code == "SignatureDoesNotMatch" ||
-		code == "ExpiredToken" || code == "InvalidToken" || code == "AllAccessDisabled" ||
-		status == http.StatusUnauthorized || status == http.StatusForbidden:
+	case s3DeniedCodes[code]:
+		return fmt.Errorf("s3 %s %s/%s: %w (%s)", op, bucket, key, errAccessDenied, code)
+	case s3NotFoundCodes[code]:
+		return fmt.Errorf("s3 %s %s/%s: %w (%s)", op, bucket, key, errNotFound, code)
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		return fmt.Errorf("s3 %s %s/%s: %w (%s)", op, bucket, key, errAccessDenied, orStatus(code, status))
+	case status == http.StatusNotFound:
+		return fmt.Errorf("s3 %s %s/%s: %w (%s)", op, bucket, key, errNotFound, orStatus(code, status))
 	case apiErr != nil:
 		return fmt.Errorf("s3 %s %s/%s: %s: %s (HTTP %d)", op, bucket, key, code, apiErr.ErrorMessage(), status)
 	}
 	// Transport errors and cancellations: keep the chain for errors.Is.
 	return fmt.Errorf("s3 %s %s/%s: %w", op, bucket, key, err)
 }
+
+// Codes are checked before HTTP statuses because S3-compatible stores do
+// not always agree with AWS on the status.
+var (
+	s3DeniedCodes = map[string]bool{
+		"AccessDenied": true, "AllAccessDisabled": true, "InvalidAccessKeyId": true,
+		"SignatureDoesNotMatch": true, "ExpiredToken": true, "InvalidToken": true,
+		// versitygw's answer to an unknown access key id, with status 404.
+		"XAdminUserNotFound": true,
+	}
+	s3NotFoundCodes = map[string]bool{"NoSuchKey": true, "NoSuchBucket": true, "NotFound": true}
+)
 
 func orStatus(code string, status int) string {
 	if code != "" {

@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
-	"slices"
 	"strings"
 	"testing"
 
@@ -142,114 +141,27 @@ func TestS3RegistrySuite(t *testing.T) {
 	})
 }
 
+// fixture is a fresh bucket in the shape the shared object-store tests use.
+func (b *s3Backend) fixture(t *testing.T) bucketFixture {
+	bucket := b.bucket(t)
+	return bucketFixture{
+		bucket: bucket,
+		put:    func(t *testing.T, objects map[string][]byte) { b.put(t, bucket, objects) },
+		open: func(t *testing.T, bucket, prefix string) bucketRegistry {
+			return b.registry(t, bucket, prefix, b.getenv())
+		},
+	}
+}
+
 func TestS3ListsManyReleases(t *testing.T) {
-	b := s3TestBackend(t)
-	bucket := b.bucket(t)
-	const n = 5000 // five pages of 1,000 keys, plus the reports below
-	objects := map[string][]byte{}
-	for i := range n {
-		tag := fmt.Sprintf("v1.0.%d", i)
-		objects["app/"+tag+"/app.tar.gz"] = []byte(tag)
-	}
-	for i := 0; i < n; i += 10 {
-		objects[fmt.Sprintf("app/v1.0.%d/deployed/host-a.json", i)] = []byte("{}")
-	}
-	b.put(t, bucket, objects)
-
-	rels, err := b.registry(t, bucket, "app", b.getenv()).releases(t.Context())
-	if err != nil {
-		t.Fatalf("releases: %v", err)
-	}
-	if len(rels) != n {
-		t.Fatalf("releases returned %d releases, want %d", len(rels), n)
-	}
-	seen := map[string]bool{}
-	for _, rel := range rels {
-		seen[rel.Tag] = true
-		if len(rel.Assets) != 1 || rel.Assets[0].Name != "app.tar.gz" || rel.Assets[0].Size != int64(len(rel.Tag)) {
-			t.Fatalf("release %s assets = %+v, want one app.tar.gz of %d bytes", rel.Tag, rel.Assets, len(rel.Tag))
-		}
-	}
-	for _, tag := range []string{"v1.0.0", "v1.0.999", "v1.0.1000", "v1.0.4999"} {
-		if !seen[tag] {
-			t.Errorf("release %s missing from the listing", tag)
-		}
-	}
+	testBucketManyReleases(t, s3TestBackend(t).fixture(t), 5000)
 }
-
-func TestS3Prefix(t *testing.T) {
-	b := s3TestBackend(t)
-	bucket := b.bucket(t)
-	b.put(t, bucket, map[string][]byte{
-		"v0.1.0/root.tar.gz":         []byte("root"),
-		"README.md":                  []byte("loose file beside the tags"),
-		"app/v1.0.0/app.tar.gz":      []byte("app"),
-		"app/notes.txt":              []byte("loose file beside the tags"),
-		"app2/v9.0.0/app2.tar.gz":    []byte("sibling whose name starts like the prefix"),
-		"team/app/v2.0.0/app.tar.gz": []byte("nested"),
-	})
-	for _, tc := range []struct {
-		prefix string
-		want   []string
-	}{
-		{"", []string{"app", "app2", "team", "v0.1.0"}},
-		{"app", []string{"v1.0.0"}},
-		{"app/", []string{"v1.0.0"}},
-		{"/app//", []string{"v1.0.0"}},
-		{"team/app", []string{"v2.0.0"}},
-		{"nothing-here", []string{}},
-	} {
-		rels, err := b.registry(t, bucket, tc.prefix, b.getenv()).releases(t.Context())
-		if err != nil {
-			t.Fatalf("prefix %q: releases: %v", tc.prefix, err)
-		}
-		got := []string{}
-		for _, r := range rels {
-			got = append(got, r.Tag)
-		}
-		slices.Sort(got)
-		if !slices.Equal(got, tc.want) {
-			t.Errorf("prefix %q: tags = %q, want %q", tc.prefix, got, tc.want)
-		}
-	}
-}
-
+func TestS3Prefix(t *testing.T) { testBucketPrefix(t, s3TestBackend(t).fixture(t)) }
 func TestS3IgnoresDeployedReports(t *testing.T) {
-	b := s3TestBackend(t)
-	bucket := b.bucket(t)
-	b.put(t, bucket, map[string][]byte{
-		"app/v1.0.0/app.tar.gz":                  []byte("artifact"),
-		"app/v1.0.0/checksums.txt":               []byte("sums"),
-		"app/v1.0.0/deployed/host-a.json":        []byte("{}"),
-		"app/v1.0.0/deployed/2026/host-b.json":   []byte("{}"),
-		"app/v2.0.0/deployed/host-a.json":        []byte("a report left after the artifact was removed"),
-		"app/v3.0.0/extra/not-an-asset.tar.gz":   []byte("sub-folders are not assets"),
-		"app/v3.0.0/app.tar.gz":                  []byte("artifact"),
-		"app/v3.0.0/deployed.txt":                []byte("a file named like the folder is an asset"),
-		"app/v3.0.0/deployed/host-a.json":        []byte("{}"),
-		"app/v3.0.0/deployed/host-a.json.sha256": []byte("x"),
-	})
-	rels, err := b.registry(t, bucket, "app", b.getenv()).releases(t.Context())
-	if err != nil {
-		t.Fatalf("releases: %v", err)
-	}
-	got := map[string][]string{}
-	for _, r := range rels {
-		var names []string
-		for _, a := range r.Assets {
-			names = append(names, a.Name)
-		}
-		slices.Sort(names)
-		got[r.Tag] = names
-	}
-	want := map[string][]string{
-		"v1.0.0": {"app.tar.gz", "checksums.txt"},
-		"v3.0.0": {"app.tar.gz", "deployed.txt"},
-	}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("releases = %v, want %v", got, want)
-	}
+	testBucketDeployedReports(t, s3TestBackend(t).fixture(t))
 }
+func TestS3NotFound(t *testing.T)  { testBucketNotFound(t, s3TestBackend(t).fixture(t)) }
+func TestS3OpenRange(t *testing.T) { testBucketOpenRange(t, s3TestBackend(t).fixture(t)) }
 
 func TestS3AccessDenied(t *testing.T) {
 	b := s3TestBackend(t)
@@ -295,54 +207,6 @@ func TestS3AccessDenied(t *testing.T) {
 		if strings.Contains(logs.String(), wrongSecret) {
 			t.Errorf("%s: logs contain the secret: %s", tc.name, logs.String())
 		}
-	}
-}
-
-func TestS3NotFound(t *testing.T) {
-	b := s3TestBackend(t)
-	bucket := b.bucket(t)
-	b.put(t, bucket, map[string][]byte{"app/v1.0.0/app.tar.gz": []byte("artifact")})
-	r := b.registry(t, bucket, "app", b.getenv())
-
-	missing, _ := url.Parse(r.objectURL("app/v1.0.0/missing.tar.gz"))
-	_, _, err := r.open(t.Context(), missing, 0)
-	if !errors.Is(err, errNotFound) || !strings.Contains(err.Error(), bucket+"/app/v1.0.0/missing.tar.gz") {
-		t.Errorf("open missing key: err = %v, want errNotFound naming %s/app/v1.0.0/missing.tar.gz", err, bucket)
-	}
-
-	gone := b.registry(t, bucket+"-gone", "app", b.getenv())
-	_, err = gone.releases(t.Context())
-	if !errors.Is(err, errNotFound) || !strings.Contains(err.Error(), bucket+"-gone") {
-		t.Errorf("list missing bucket: err = %v, want errNotFound naming %s-gone", err, bucket)
-	}
-}
-
-func TestS3OpenRange(t *testing.T) {
-	b := s3TestBackend(t)
-	bucket := b.bucket(t)
-	data := make([]byte, 100)
-	for i := range data {
-		data[i] = byte(i)
-	}
-	b.put(t, bucket, map[string][]byte{"app/v1.0.0/app.bin": data})
-	r := b.registry(t, bucket, "app", b.getenv())
-	u, _ := url.Parse(r.objectURL("app/v1.0.0/app.bin"))
-	for _, offset := range []int64{0, 1, 50, 99} {
-		body, total, err := r.open(t.Context(), u, offset)
-		if err != nil {
-			t.Fatalf("open at %d: %v", offset, err)
-		}
-		got, err := io.ReadAll(body)
-		body.Close()
-		if err != nil || !bytes.Equal(got, data[offset:]) {
-			t.Errorf("open at %d read %d bytes (%v), want %d bytes from offset %d", offset, len(got), err, len(data)-int(offset), offset)
-		}
-		if total != int64(len(data)) {
-			t.Errorf("open at %d: total = %d, want %d", offset, total, len(data))
-		}
-	}
-	if _, _, err := r.open(t.Context(), u, 101); err == nil {
-		t.Errorf("open beyond the end: err = nil, want an error")
 	}
 }
 

@@ -26,7 +26,9 @@ func canonicalVersion(tag string) string {
 	if !strings.HasPrefix(v, "v") {
 		v = "v" + v
 	}
-	if !semver.IsValid(v) {
+	// semver accepts v1 and v1.2 as shorthands; a release tag needs all three parts.
+	core, _, _ := strings.Cut(strings.SplitN(v, "+", 2)[0], "-")
+	if !semver.IsValid(v) || strings.Count(core, ".") != 2 {
 		return ""
 	}
 	return v
@@ -240,6 +242,9 @@ func bareName(name string) string {
 		tok := name[pos:]
 		if end >= 0 {
 			tok = name[pos : pos+end]
+		}
+		if pos == 0 && isPlatformOrVersionToken(tok) {
+			break // nothing but platform words: keep the name whole
 		}
 		if pos > 0 && isPlatformOrVersionToken(tok) {
 			cut = pos - 1

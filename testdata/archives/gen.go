@@ -37,10 +37,12 @@ type ent struct {
 	size       int64 // header size when it should lie; 0 means len(data)
 }
 
-func file(name, data string) ent   { return ent{name: name, typ: tar.TypeReg, mode: 0o644, data: data} }
-func exe(name, data string) ent    { return ent{name: name, typ: tar.TypeReg, mode: 0o755, data: data} }
-func dirent(name string) ent       { return ent{name: name, typ: tar.TypeDir, mode: 0o755} }
-func symlink(name, to string) ent  { return ent{name: name, typ: tar.TypeSymlink, mode: 0o777, link: to} }
+func file(name, data string) ent { return ent{name: name, typ: tar.TypeReg, mode: 0o644, data: data} }
+func exe(name, data string) ent  { return ent{name: name, typ: tar.TypeReg, mode: 0o755, data: data} }
+func dirent(name string) ent     { return ent{name: name, typ: tar.TypeDir, mode: 0o755} }
+func symlink(name, to string) ent {
+	return ent{name: name, typ: tar.TypeSymlink, mode: 0o777, link: to}
+}
 func hardlink(name, to string) ent { return ent{name: name, typ: tar.TypeLink, mode: 0o644, link: to} }
 
 func tarBytes(ents ...ent) []byte {
@@ -234,6 +236,9 @@ func main() {
 	write("fifo.tar.gz", gz(tarBytes(ent{name: "pipe", typ: tar.TypeFifo, mode: 0o644})))
 	write("duplicate.tar.gz", gz(tarBytes(file("conf", "first"), file("conf", "second"))))
 	write("duplicate-cleaned.tar.gz", gz(tarBytes(file("a/b", "first"), file("./a//b", "second"))))
+	write("long-name.tar.gz", gz(tarBytes(file(strings.Repeat("a/", 3000)+"f", "x"))))
+	write("symlink-long.tar.gz", gz(tarBytes(symlink("l", strings.Repeat("./", 3000)+"f"))))
+	write("deep-implied.tar.gz", gz(tarBytes(file("a/b/c/d/e/f", "x"))))
 	write("file-as-parent.tar.gz", gz(tarBytes(file("a", "x"), file("a/b", "y"))))
 	write("tar-bomb.tar.gz", gz(tarBytes(
 		file("bomb/1", zeros(32<<10)), file("bomb/2", zeros(32<<10)), file("bomb/3", zeros(32<<10)),

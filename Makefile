@@ -1,0 +1,5 @@
+.PHONY: proto
+
+# proto regenerates dewypb/ from proto/dewy.proto (needs protoc; see the script).
+proto:
+	scripts/gen-proto.sh

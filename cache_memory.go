@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// memoryCache lives and dies with this process: one dewy, one host.
+type memoryCache struct {
+	mu          sync.Mutex
+	itemsLocked map[string]memoryItem
+}
+
+type memoryItem struct {
+	val []byte
+	exp time.Time // zero: never
+}
+
+var _ cache = (*memoryCache)(nil)
+
+func newMemoryCache() *memoryCache { return &memoryCache{itemsLocked: map[string]memoryItem{}} }
+
+// liveLocked returns key's item unless it is absent or expired.
+func (c *memoryCache) liveLocked(key string) (memoryItem, bool) {
+	it, ok := c.itemsLocked[key]
+	if ok && !it.exp.IsZero() && !time.Now().Before(it.exp) {
+		delete(c.itemsLocked, key)
+		return memoryItem{}, false
+	}
+	return it, ok
+}
+
+func expiry(ttl time.Duration) time.Time {
+	if ttl <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(ttl)
+}
+
+func (c *memoryCache) get(ctx context.Context, key string) ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	it, ok := c.liveLocked(key)
+	if !ok {
+		return nil, fmt.Errorf("cache get %s: %w", key, errNotFound)
+	}
+	return bytes.Clone(it.val), nil
+}
+
+func (c *memoryCache) put(ctx context.Context, key string, val []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.itemsLocked[key] = memoryItem{val: bytes.Clone(val)}
+	return nil
+}
+
+func (c *memoryCache) delete(ctx context.Context, key string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.itemsLocked, key)
+	return nil
+}
+
+func (c *memoryCache) setNX(ctx context.Context, key string, val []byte, ttl time.Duration) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.liveLocked(key); ok {
+		return false, nil
+	}
+	c.itemsLocked[key] = memoryItem{val: bytes.Clone(val), exp: expiry(ttl)}
+	return true, nil
+}
+
+func (c *memoryCache) refresh(ctx context.Context, key string, val []byte, ttl time.Duration) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	it, ok := c.liveLocked(key)
+	if !ok || !bytes.Equal(it.val, val) {
+		return false, nil
+	}
+	it.exp = expiry(ttl)
+	c.itemsLocked[key] = it
+	return true, nil
+}
+
+func (c *memoryCache) release(ctx context.Context, key string, val []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if it, ok := c.liveLocked(key); ok && bytes.Equal(it.val, val) {
+		delete(c.itemsLocked, key)
+	}
+	return nil
+}

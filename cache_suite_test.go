@@ -1,0 +1,304 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// cacheSuiteOpts says what a backend may do differently from the rest.
+type cacheSuiteOpts struct {
+	ttl      time.Duration // lease ttl the expiry tests ask for
+	expireBy time.Duration // by when after setNX an unrenewed lease must be gone
+	maxValue int           // values above this fail with errTooLarge; 0: 1 MiB must fit
+}
+
+// runCacheSuite checks the behaviour every cache backend promises. newFn
+// returns a cache with a namespace of its own.
+func runCacheSuite(t *testing.T, newFn func(t *testing.T) cache, o cacheSuiteOpts) {
+	ctx := context.Background()
+
+	t.Run("GetPutDelete", func(t *testing.T) {
+		c := newFn(t)
+		if _, err := c.get(ctx, "app/missing"); !errors.Is(err, errNotFound) {
+			t.Fatalf("get missing: err = %v, want errNotFound", err)
+		}
+		for _, v := range []string{"one", "two", ""} {
+			if err := c.put(ctx, "app/k", []byte(v)); err != nil {
+				t.Fatalf("put %q: %v", v, err)
+			}
+			got, err := c.get(ctx, "app/k")
+			if err != nil || string(got) != v {
+				t.Fatalf("get after put = %q, %v; want %q", got, err, v)
+			}
+		}
+		if err := c.delete(ctx, "app/k"); err != nil {
+			t.Fatalf("delete: %v", err)
+		}
+		if _, err := c.get(ctx, "app/k"); !errors.Is(err, errNotFound) {
+			t.Fatalf("get after delete: err = %v, want errNotFound", err)
+		}
+		if err := c.delete(ctx, "app/k"); err != nil {
+			t.Fatalf("delete missing: err = %v, want nil", err)
+		}
+	})
+
+	t.Run("SetNXRefreshRelease", func(t *testing.T) {
+		c := newFn(t)
+		mine, theirs := []byte("host-a 1"), []byte("host-b 2")
+		if ok, err := c.setNX(ctx, "lease", mine, time.Minute); err != nil || !ok {
+			t.Fatalf("setNX on absent key = %v, %v; want true", ok, err)
+		}
+		if ok, err := c.setNX(ctx, "lease", theirs, time.Minute); err != nil || ok {
+			t.Fatalf("setNX on held key = %v, %v; want false", ok, err)
+		}
+		if got, err := c.get(ctx, "lease"); err != nil || !bytes.Equal(got, mine) {
+			t.Fatalf("get lease = %q, %v; want %q", got, err, mine)
+		}
+		if ok, err := c.refresh(ctx, "lease", theirs, time.Minute); err != nil || ok {
+			t.Fatalf("refresh by non-holder = %v, %v; want false", ok, err)
+		}
+		if err := c.release(ctx, "lease", theirs); err != nil {
+			t.Fatalf("release by non-holder: %v", err)
+		}
+		if got, err := c.get(ctx, "lease"); err != nil || !bytes.Equal(got, mine) {
+			t.Fatalf("after release by non-holder get = %q, %v; want %q", got, err, mine)
+		}
+		if ok, err := c.refresh(ctx, "lease", mine, time.Minute); err != nil || !ok {
+			t.Fatalf("refresh by holder = %v, %v; want true", ok, err)
+		}
+		if err := c.release(ctx, "lease", mine); err != nil {
+			t.Fatalf("release by holder: %v", err)
+		}
+		if _, err := c.get(ctx, "lease"); !errors.Is(err, errNotFound) {
+			t.Fatalf("get after release: err = %v, want errNotFound", err)
+		}
+		if ok, err := c.refresh(ctx, "lease", mine, time.Minute); err != nil || ok {
+			t.Fatalf("refresh after release = %v, %v; want false", ok, err)
+		}
+		if ok, err := c.setNX(ctx, "lease", theirs, time.Minute); err != nil || !ok {
+			t.Fatalf("setNX after release = %v, %v; want true", ok, err)
+		}
+		c.release(ctx, "lease", theirs)
+
+		if err := c.put(ctx, "plain", []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := c.setNX(ctx, "plain", []byte("w"), time.Minute); err != nil || ok {
+			t.Fatalf("setNX over a put value = %v, %v; want false", ok, err)
+		}
+	})
+
+	t.Run("Expiry", func(t *testing.T) {
+		t.Parallel()
+		c := newFn(t)
+		val := []byte("short-lived")
+		start := time.Now()
+		if ok, err := c.setNX(ctx, "expiring", val, o.ttl); err != nil || !ok {
+			t.Fatalf("setNX = %v, %v; want true", ok, err)
+		}
+		if ok, _ := c.setNX(ctx, "expiring", []byte("other"), o.ttl); ok {
+			t.Fatal("setNX right after setNX stored; the lease expired at once")
+		}
+		gone := waitGone(t, c, "expiring", start.Add(o.expireBy))
+		if early := o.ttl - 50*time.Millisecond; gone.Sub(start) < early {
+			t.Errorf("lease gone after %v, want no sooner than its ttl %v", gone.Sub(start), o.ttl)
+		}
+		if ok, err := c.refresh(ctx, "expiring", val, o.ttl); err != nil || ok {
+			t.Errorf("refresh after expiry = %v, %v; want false", ok, err)
+		}
+		if ok, err := c.setNX(ctx, "expiring", []byte("next"), o.ttl); err != nil || !ok {
+			t.Errorf("setNX after expiry = %v, %v; want true", ok, err)
+		}
+	})
+
+	t.Run("RefreshKeepsLease", func(t *testing.T) {
+		t.Parallel()
+		c := newFn(t)
+		val := []byte("renewed")
+		if ok, err := c.setNX(ctx, "kept", val, o.ttl); err != nil || !ok {
+			t.Fatalf("setNX = %v, %v; want true", ok, err)
+		}
+		end := time.Now().Add(o.expireBy + o.ttl/2)
+		for time.Now().Before(end) {
+			time.Sleep(o.ttl / 4) // the renewal interval under test, not synchronisation
+			if ok, err := c.refresh(ctx, "kept", val, o.ttl); err != nil || !ok {
+				t.Fatalf("refresh by holder = %v, %v; want true", ok, err)
+			}
+		}
+		if got, err := c.get(ctx, "kept"); err != nil || !bytes.Equal(got, val) {
+			t.Fatalf("renewed lease get = %q, %v; want %q", got, err, val)
+		}
+		c.release(ctx, "kept", val)
+	})
+
+	t.Run("SetNXRace", func(t *testing.T) {
+		c := newFn(t)
+		const n = 20
+		var wg sync.WaitGroup
+		wins := make(chan int, n)
+		errs := make(chan error, n)
+		for i := range n {
+			wg.Go(func() {
+				ok, err := c.setNX(ctx, "race", fmt.Appendf(nil, "g%d", i), time.Minute)
+				if err != nil {
+					errs <- err
+				}
+				if ok {
+					wins <- i
+				}
+			})
+		}
+		wg.Wait()
+		close(wins)
+		close(errs)
+		for err := range errs {
+			t.Errorf("setNX: %v", err)
+		}
+		var winners []int
+		for w := range wins {
+			winners = append(winners, w)
+		}
+		if len(winners) != 1 {
+			t.Fatalf("setNX winners = %v, want exactly one", winners)
+		}
+		got, _ := c.get(ctx, "race")
+		if want := fmt.Sprintf("g%d", winners[0]); string(got) != want {
+			t.Errorf("race value = %q, want the winner's %q", got, want)
+		}
+	})
+
+	t.Run("LargeValue", func(t *testing.T) {
+		c := newFn(t)
+		big := make([]byte, 1<<20+1)
+		rand.Read(big)
+		err := c.put(ctx, "big", big)
+		switch {
+		case o.maxValue > 0 && len(big) > o.maxValue:
+			if !errors.Is(err, errTooLarge) {
+				t.Fatalf("put %d bytes: err = %v, want errTooLarge", len(big), err)
+			}
+			if _, err := c.get(ctx, "big"); !errors.Is(err, errNotFound) {
+				t.Errorf("get after refused put: err = %v, want errNotFound (nothing half-written)", err)
+			}
+			fit := big[:o.maxValue-1024]
+			if err := c.put(ctx, "big", fit); err != nil {
+				t.Fatalf("put %d bytes (under the limit): %v", len(fit), err)
+			}
+			if got, err := c.get(ctx, "big"); err != nil || !bytes.Equal(got, fit) {
+				t.Errorf("get %d bytes: %d bytes, %v", len(fit), len(got), err)
+			}
+		case err != nil:
+			t.Fatalf("put %d bytes: %v", len(big), err)
+		default:
+			if got, err := c.get(ctx, "big"); err != nil || !bytes.Equal(got, big) {
+				t.Errorf("get %d bytes: got %d bytes, %v", len(big), len(got), err)
+			}
+		}
+	})
+
+	t.Run("OddKeys", func(t *testing.T) {
+		c := newFn(t)
+		keys := []string{
+			"app/hosts/web 1/state",
+			"app/hosts/wéb-ü/state",
+			"app/x?y#z%41&q=1+2",
+			"app/.hidden/..",
+			"app/a:b;c,d'e\"f",
+			"app/" + strings.Repeat("long-", 60),
+			"app/" + strings.Repeat("long-", 60) + "x",
+			"app/hosts",
+			"app/hosts/a",
+		}
+		for i, k := range keys {
+			if err := c.put(ctx, k, fmt.Appendf(nil, "v%d", i)); err != nil {
+				t.Fatalf("put %q: %v", k, err)
+			}
+		}
+		for i, k := range keys {
+			got, err := c.get(ctx, k)
+			if want := fmt.Sprintf("v%d", i); err != nil || string(got) != want {
+				t.Errorf("get %q = %q, %v; want %q", k, got, err, want)
+			}
+		}
+		for _, k := range keys {
+			if err := c.delete(ctx, k); err != nil {
+				t.Errorf("delete %q: %v", k, err)
+			}
+			if _, err := c.get(ctx, k); !errors.Is(err, errNotFound) {
+				t.Errorf("get %q after delete: err = %v, want errNotFound", k, err)
+			}
+		}
+	})
+}
+
+// waitGone polls until key is gone and returns when; it fails at deadline.
+func waitGone(t *testing.T, c cache, key string, deadline time.Time) time.Time {
+	t.Helper()
+	for {
+		_, err := c.get(context.Background(), key)
+		now := time.Now()
+		if errors.Is(err, errNotFound) {
+			return now
+		}
+		if err != nil {
+			t.Fatalf("get %s: %v", key, err)
+		}
+		if now.After(deadline) {
+			t.Fatalf("%s still held %v after its deadline", key, now.Sub(deadline))
+		}
+		time.Sleep(20 * time.Millisecond) // polling an expiry: there is no signal to wait on
+	}
+}
+
+// testCacheSetup builds a cacheSetup from raw for a test, closed at cleanup.
+func testCacheSetup(t *testing.T, raw string) *cacheSetup {
+	t.Helper()
+	cs, err := newCache(context.Background(), raw, t.TempDir(), func(string) string { return "" }, testCacheLogger(t))
+	if err != nil {
+		t.Fatalf("newCache(%q): %v", raw, err)
+	}
+	t.Cleanup(func() { cs.close() })
+	return cs
+}
+
+func TestCacheSuiteMemory(t *testing.T) {
+	runCacheSuite(t, func(t *testing.T) cache { return newMemoryCache() },
+		cacheSuiteOpts{ttl: 300 * time.Millisecond, expireBy: 400 * time.Millisecond})
+}
+
+func TestCacheSuiteFile(t *testing.T) {
+	runCacheSuite(t, func(t *testing.T) cache {
+		c, err := newFileCache(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}, cacheSuiteOpts{ttl: 300 * time.Millisecond, expireBy: 400 * time.Millisecond})
+}
+
+func TestCacheSuiteRedis(t *testing.T) {
+	addr := backendAddr(t, "redis", "DEWY_TEST_REDIS_ADDR")
+	runCacheSuite(t, func(t *testing.T) cache {
+		return testCacheSetup(t, "redis://"+addr+"/0?prefix=dewy-test-"+randomSuffix()).c
+	}, cacheSuiteOpts{ttl: 300 * time.Millisecond, expireBy: 400 * time.Millisecond})
+}
+
+func TestCacheSuiteConsul(t *testing.T) {
+	addr := backendAddr(t, "consul", "DEWY_TEST_CONSUL_ADDR")
+	runCacheSuite(t, func(t *testing.T) cache {
+		return testCacheSetup(t, "consul://"+addr+"/dewy-test-"+randomSuffix()).c
+	}, cacheSuiteOpts{
+		// Consul's session TTL floor is 10 s and it invalidates a session
+		// within twice its TTL.
+		ttl:      consulMinTTL,
+		expireBy: 2*consulMinTTL + 3*time.Second,
+		maxValue: consulMaxValue,
+	})
+}

@@ -1,0 +1,780 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// notifier delivers deploy events to one place (a Slack channel, a webhook).
+type notifier interface {
+	// send delivers one event and returns once the receiver has accepted it
+	// or ctx ends. Errors name the endpoint only in redacted form and never
+	// carry a token.
+	send(ctx context.Context, e deployEvent) error
+}
+
+var (
+	_ notifier = (*slackNotifier)(nil)
+	_ notifier = (*webhookNotifier)(nil)
+)
+
+const (
+	// notifyQueueLen bounds the events waiting for one notifier. A deploy
+	// makes two or three; 64 covers a long outage of the receiver.
+	notifyQueueLen = 64
+	// notifySendTimeout bounds one event's delivery, waits for a rate
+	// limit included; notifyAttemptTimeout bounds one HTTP request.
+	notifySendTimeout    = 30 * time.Second
+	notifyAttemptTimeout = 10 * time.Second
+	// notifyCollapseWindow is how often a run of identical failures is
+	// summarised while it lasts.
+	notifyCollapseWindow = time.Hour
+	// notifyMaxRetries is how often a 429 is waited out before giving up.
+	notifyMaxRetries = 2
+	// notifyTextLimit keeps an error or hook output readable in a chat
+	// message; Slack refuses section text over 3000 characters.
+	notifyTextLimit = 1500
+)
+
+// notifyQueue hands events to every notifier without ever making the
+// deploy wait: each notifier has its own bounded queue and goroutine, so a
+// hung endpoint delays only its own messages.
+type notifyQueue struct {
+	log     *slog.Logger
+	targets []*notifyTarget
+	scrub   *strings.Replacer // replaces this queue's own secrets; nil if it has none
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+
+	mu         sync.Mutex
+	closed     bool
+	dropped    int
+	dropLogged bool
+}
+
+// notifyTarget is one notifier with its queue. Fields below ch belong to
+// the target's goroutine.
+type notifyTarget struct {
+	name    string // redacted URL, for logs
+	n       notifier
+	quiet   bool // only failures and rollbacks
+	ch      chan deployEvent
+	log     *slog.Logger
+	scrub   func(string) string
+	timeout time.Duration
+	window  time.Duration
+
+	run   failureRun
+	timer *time.Timer
+}
+
+// failureRun is a streak of failures with the same error text.
+type failureRun struct {
+	err        string      // "" when there is no streak
+	version    string      // the release that keeps failing
+	suppressed int         // identical failures not sent since since
+	since      time.Time   // first suppressed failure
+	last       deployEvent // latest suppressed failure
+}
+
+// newNotifyQueue builds one notifier per URL and starts delivering.
+// Without URLs it returns a queue that drops everything.
+func newNotifyQueue(urls []string, getenv func(string) string, log *slog.Logger) (*notifyQueue, error) {
+	q := &notifyQueue{log: log}
+	var secrets []string
+	for _, raw := range urls {
+		n, quiet, s, err := newNotifier(raw, getenv)
+		if err != nil {
+			return nil, fmt.Errorf("notifier %s: %w", redactNotifyURL(raw), err)
+		}
+		secrets = append(secrets, s...)
+		name := redactNotifyURL(raw)
+		q.targets = append(q.targets, &notifyTarget{
+			name:    name,
+			n:       n,
+			quiet:   quiet,
+			ch:      make(chan deployEvent, notifyQueueLen),
+			log:     log.With("notifier", name),
+			timeout: notifySendTimeout,
+			window:  notifyCollapseWindow,
+		})
+	}
+	q.scrub = secretReplacer(secrets)
+	ctx, cancel := context.WithCancel(context.Background())
+	q.cancel = cancel
+	for _, t := range q.targets {
+		t.scrub = q.scrubString
+		q.wg.Go(func() { t.loop(ctx) })
+	}
+	return q, nil
+}
+
+// newNotifier is the one place a notifier is chosen. It also returns
+// whether the URL asks for failures only, and the secrets the notifier
+// holds, so that they can be kept out of every message.
+func newNotifier(raw string, getenv func(string) string) (notifier, bool, []string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" || u.Host == "" && u.Fragment == "" {
+		return nil, false, nil, errors.New("not a URL (want slack://channel, https://… or webhook+http://…)")
+	}
+	switch u.Scheme {
+	case "slack":
+		s, quiet, err := newSlackNotifier(u, getenv)
+		if err != nil {
+			return nil, false, nil, err
+		}
+		return s, quiet, []string{s.token}, nil
+	case "https", "webhook+https", "webhook+http":
+		w, err := newWebhookNotifier(u)
+		if err != nil {
+			return nil, false, nil, err
+		}
+		return w, false, webhookSecrets(raw, w.url), nil
+	case "http":
+		return nil, false, nil, errors.New("plain http sends events unencrypted; write webhook+http:// to mean it")
+	}
+	return nil, false, nil, fmt.Errorf("unknown scheme %q (want slack, https or webhook+http)", u.Scheme)
+}
+
+// notify queues e for every notifier and returns at once. When a queue is
+// full its oldest event is dropped: the newest says what is true now.
+func (q *notifyQueue) notify(e deployEvent) {
+	if len(q.targets) == 0 {
+		return
+	}
+	if e.Time.IsZero() {
+		e.Time = timeNow()
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return
+	}
+	for _, t := range q.targets {
+		for {
+			select {
+			case t.ch <- e:
+			default:
+				select {
+				case <-t.ch:
+					q.dropped++
+					if !q.dropLogged {
+						q.dropLogged = true
+						t.log.Warn("notification queue full; dropping the oldest events")
+					}
+				default:
+				}
+				continue
+			}
+			break
+		}
+	}
+}
+
+// close delivers what is queued, giving up when ctx ends.
+func (q *notifyQueue) close(ctx context.Context) {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return
+	}
+	q.closed = true
+	pending := 0
+	for _, t := range q.targets {
+		pending += len(t.ch)
+		close(t.ch)
+	}
+	dropped := q.dropped
+	q.mu.Unlock()
+	if len(q.targets) == 0 {
+		return
+	}
+
+	done := make(chan struct{})
+	go func() {
+		q.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		q.cancel()
+		q.log.Warn("stopped before all notifications were sent", "queued_at_close", pending)
+	}
+	q.cancel()
+	if dropped > 0 {
+		q.log.Warn("notifications dropped because a queue was full", "dropped", dropped)
+	}
+}
+
+// redact removes this queue's secrets (the Slack token, webhook URLs) from
+// e's free text, for records kept elsewhere such as the audit log.
+func (q *notifyQueue) redact(e deployEvent) deployEvent { return scrubEvent(e, q.scrubString) }
+
+func (q *notifyQueue) scrubString(s string) string {
+	if q.scrub == nil {
+		return s
+	}
+	return q.scrub.Replace(s)
+}
+
+func (t *notifyTarget) loop(ctx context.Context) {
+	var summary <-chan time.Time
+	for {
+		select {
+		case e, ok := <-t.ch:
+			if !ok {
+				t.endRun(ctx)
+				return
+			}
+			t.handle(ctx, e)
+		case <-summary:
+			// The streak goes on: report it and keep suppressing.
+			t.flushRun(ctx)
+		case <-ctx.Done():
+			return
+		}
+		summary = nil
+		if t.timer != nil && t.run.suppressed > 0 {
+			summary = t.timer.C
+		}
+	}
+}
+
+// handle collapses streaks of identical failures: a registry that stays
+// broken would otherwise post one message per poll.
+func (t *notifyTarget) handle(ctx context.Context, e deployEvent) {
+	if t.run.err != "" {
+		switch {
+		case e.Kind == eventFailed && e.Error == t.run.err:
+			if t.run.suppressed == 0 {
+				t.run.since = e.Time
+				t.armTimer()
+			}
+			t.run.suppressed++
+			t.run.last = e
+			return
+		case e.Kind == eventStarted && e.Version == t.run.version:
+			// Each retry of the failing release starts again; its
+			// outcome decides whether anything is worth saying.
+			return
+		}
+		t.endRun(ctx)
+	}
+	if e.Kind == eventFailed {
+		t.run = failureRun{err: e.Error, version: e.Version}
+	}
+	t.deliver(ctx, e)
+}
+
+func (t *notifyTarget) armTimer() {
+	if t.timer == nil {
+		t.timer = time.NewTimer(t.window)
+		return
+	}
+	t.timer.Reset(t.window)
+}
+
+// flushRun sends the summary of suppressed failures, if any; the streak
+// itself goes on.
+func (t *notifyTarget) flushRun(ctx context.Context) {
+	if t.run.suppressed == 0 {
+		return
+	}
+	s := t.run.last
+	s.Error = fmt.Sprintf("%d more identical failures since %s: %s",
+		t.run.suppressed, t.run.since.UTC().Format(time.RFC3339), t.run.err)
+	t.run.suppressed = 0
+	if t.timer != nil {
+		t.timer.Stop()
+	}
+	t.deliver(ctx, s)
+}
+
+func (t *notifyTarget) endRun(ctx context.Context) {
+	t.flushRun(ctx)
+	t.run = failureRun{}
+}
+
+func (t *notifyTarget) deliver(ctx context.Context, e deployEvent) {
+	if t.quiet && e.Kind != eventFailed && e.Kind != eventRolledBack {
+		return
+	}
+	e = scrubEvent(e, t.scrub)
+	sctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	if err := t.n.send(sctx, e); err != nil {
+		t.log.Warn("could not send notification", "event", e.Kind, "version", e.Version, "err", t.scrub(err.Error()))
+	}
+}
+
+// scrubEvent keeps the queue's own secrets out of free text that came from
+// elsewhere (an error quoting a URL, a hook printing its environment).
+func scrubEvent(e deployEvent, scrub func(string) string) deployEvent {
+	e.Error = scrub(e.Error)
+	e.ArtifactURL = scrub(e.ArtifactURL)
+	if len(e.Hooks) > 0 {
+		hs := make([]hookResult, len(e.Hooks))
+		for i, h := range e.Hooks {
+			h.Command, h.Output, h.Error = scrub(h.Command), scrub(h.Output), scrub(h.Error)
+			hs[i] = h
+		}
+		e.Hooks = hs
+	}
+	return e
+}
+
+func secretReplacer(secrets []string) *strings.Replacer {
+	var pairs []string
+	for _, s := range secrets {
+		// Very short values would mangle ordinary words; no real token
+		// or webhook secret is that short.
+		if len(s) >= 6 {
+			pairs = append(pairs, s, "xxxxx")
+		}
+	}
+	if len(pairs) == 0 {
+		return nil
+	}
+	return strings.NewReplacer(pairs...)
+}
+
+// redactNotifyURL shows scheme and host only: Slack incoming webhooks and
+// Discord carry their secret in the path.
+func redactNotifyURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" {
+		if i := strings.Index(raw, "://"); i > 0 {
+			return raw[:i] + "://…"
+		}
+		return "(not a URL)"
+	}
+	if u.Scheme == "slack" {
+		return "slack://" + slackChannelOf(u)
+	}
+	s := u.Scheme + "://" + u.Host
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.User != nil {
+		s += "/…"
+	}
+	return s
+}
+
+// webhookSecrets lists the parts of a webhook URL that may be a secret.
+func webhookSecrets(raw, target string) []string {
+	s := []string{raw, target}
+	if u, err := url.Parse(target); err == nil {
+		if p, ok := u.User.Password(); ok {
+			s = append(s, p)
+		}
+		if u.RawQuery != "" {
+			s = append(s, u.RawQuery)
+		}
+		if u.Path != "" && u.Path != "/" {
+			s = append(s, u.EscapedPath(), u.Path)
+		}
+	}
+	return s
+}
+
+// notifyClient refuses redirects: a redirect would carry the token or the
+// event somewhere the operator did not name.
+var notifyClient = &http.Client{
+	Timeout: notifyAttemptTimeout,
+	CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	},
+}
+
+// notifyPoster posts JSON and waits out 429 answers.
+type notifyPoster struct {
+	client *http.Client
+	// sleep waits d or until ctx ends; tests shorten it.
+	sleep func(ctx context.Context, d time.Duration) error
+}
+
+func notifySleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// post sends body to target and returns the answer's status and body.
+// what names the endpoint in errors; target never appears in them.
+func (p notifyPoster) post(ctx context.Context, target, what string, header http.Header, body []byte) (int, []byte, error) {
+	for attempt := 0; ; attempt++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
+		if err != nil {
+			return 0, nil, fmt.Errorf("%s: bad URL", what)
+		}
+		for k, v := range header {
+			req.Header[k] = v
+		}
+		req.Header.Set("Content-Type", "application/json; charset=utf-8")
+		req.Header.Set("User-Agent", "dewy")
+		resp, err := p.client.Do(req)
+		if err != nil {
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err // drop the URL: it may hold a secret
+			}
+			return 0, nil, fmt.Errorf("%s: %w", what, err)
+		}
+		data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		if err != nil {
+			return 0, nil, fmt.Errorf("%s: read answer: %w", what, err)
+		}
+		if resp.StatusCode != http.StatusTooManyRequests || attempt == notifyMaxRetries {
+			return resp.StatusCode, data, nil
+		}
+		// Slack always says how long; without a word, wait a second.
+		wait := time.Second
+		now := timeNow()
+		if until, ok := retryAfter(resp.Header.Get("Retry-After"), now); ok {
+			wait = max(until.Sub(now), 0)
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			return 0, nil, fmt.Errorf("%s: rate limited; Retry-After %s is past the send deadline", what, wait)
+		}
+		if err := p.sleep(ctx, wait); err != nil {
+			return 0, nil, fmt.Errorf("%s: rate limited: %w", what, err)
+		}
+	}
+}
+
+// slackNotifier posts with chat.postMessage (https://api.slack.com/methods/chat.postMessage).
+type slackNotifier struct {
+	notifyPoster
+	endpoint string // API base + "chat.postMessage"
+	token    string
+	channel  string
+	title    string
+}
+
+var slackChannelID = regexp.MustCompile(`^[CGD][A-Z0-9]{6,}$`)
+
+// newSlackNotifier reads slack://channel?title=app&quiet=true; slack://#channel works too.
+func newSlackNotifier(u *url.URL, getenv func(string) string) (*slackNotifier, bool, error) {
+	ch := slackChannelOf(u)
+	if ch == "" || strings.ContainsAny(ch, " /") {
+		return nil, false, errors.New("want slack://channel-name or slack://channel-ID")
+	}
+	if !slackChannelID.MatchString(ch) && !strings.HasPrefix(ch, "#") {
+		ch = "#" + ch
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return nil, false, fmt.Errorf("bad query: %v", err)
+	}
+	quiet := false
+	for k, v := range q {
+		switch k {
+		case "title":
+			// used below
+		case "quiet":
+			if quiet, err = strconv.ParseBool(v[0]); err != nil {
+				return nil, false, fmt.Errorf("quiet=%q: want true or false", v[0])
+			}
+		default:
+			return nil, false, fmt.Errorf("unknown setting %q (want title or quiet)", k)
+		}
+	}
+	token := strings.TrimSpace(getenv("SLACK_TOKEN"))
+	if token == "" {
+		return nil, false, errors.New("SLACK_TOKEN is not set")
+	}
+	api := getenv("SLACK_API_URL")
+	if api == "" {
+		api = "https://slack.com/api/"
+	}
+	au, err := url.Parse(api)
+	if err != nil || (au.Scheme != "https" && au.Scheme != "http") || au.Host == "" {
+		return nil, false, fmt.Errorf("SLACK_API_URL %q: want an http(s) URL", redactNotifyURL(api))
+	}
+	if !strings.HasSuffix(api, "/") {
+		api += "/"
+	}
+	return &slackNotifier{
+		notifyPoster: notifyPoster{client: notifyClient, sleep: notifySleep},
+		endpoint:     api + "chat.postMessage",
+		token:        token,
+		channel:      ch,
+		title:        q.Get("title"),
+	}, quiet, nil
+}
+
+func slackChannelOf(u *url.URL) string {
+	if u.Host != "" {
+		return u.Host
+	}
+	if u.Fragment != "" {
+		return "#" + u.Fragment
+	}
+	return ""
+}
+
+func (s *slackNotifier) send(ctx context.Context, e deployEvent) error {
+	body, err := json.Marshal(slackMessage(s.channel, s.title, e))
+	if err != nil {
+		return fmt.Errorf("slack: encode message: %w", err)
+	}
+	hdr := http.Header{"Authorization": {"Bearer " + s.token}}
+	status, data, err := s.post(ctx, s.endpoint, "slack chat.postMessage", hdr, body)
+	if err != nil {
+		return err
+	}
+	if status != http.StatusOK {
+		return fmt.Errorf("slack chat.postMessage: HTTP %d", status)
+	}
+	var res struct {
+		OK    bool   `json:"ok"`
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal(data, &res); err != nil {
+		return fmt.Errorf("slack chat.postMessage: answer is not JSON")
+	}
+	if !res.OK {
+		return fmt.Errorf("slack chat.postMessage to %s: %s", s.channel, slackErrorCode(res.Error))
+	}
+	return nil
+}
+
+// slackErrorCode passes on Slack's error codes (invalid_auth,
+// channel_not_found) and nothing else the answer might echo.
+func slackErrorCode(s string) string {
+	if s == "" || len(s) > 64 || strings.Trim(s, "abcdefghijklmnopqrstuvwxyz_") != "" {
+		return "not ok"
+	}
+	return s
+}
+
+type slackText struct {
+	Type string `json:"type"`
+	Text string `json:"text"`
+}
+
+type slackBlock struct {
+	Type     string      `json:"type"`
+	Text     *slackText  `json:"text,omitempty"`
+	Elements []slackText `json:"elements,omitempty"`
+}
+
+type slackAttachment struct {
+	Color  string       `json:"color"`
+	Blocks []slackBlock `json:"blocks"`
+}
+
+type slackPost struct {
+	Channel     string            `json:"channel"`
+	Text        string            `json:"text"`
+	Attachments []slackAttachment `json:"attachments"`
+}
+
+func slackMessage(channel, title string, e deployEvent) slackPost {
+	app := notifyAppName(title, e)
+	head := notifyHeadline(app, e)
+	blocks := []slackBlock{{Type: "section", Text: &slackText{Type: "mrkdwn", Text: "*" + slackEscape(head) + "*"}}}
+	if e.Error != "" {
+		blocks = append(blocks, slackBlock{Type: "section", Text: &slackText{Type: "mrkdwn", Text: slackCode(e.Error)}})
+	}
+	for _, h := range e.Hooks {
+		if h.ExitCode == 0 && h.Error == "" {
+			continue
+		}
+		txt := fmt.Sprintf("hook %s failed (%s)", h.Name, hookFailure(h))
+		if h.Output != "" {
+			txt += "\n" + slackCode(h.Output)
+		} else {
+			txt = slackEscape(txt)
+		}
+		blocks = append(blocks, slackBlock{Type: "section", Text: &slackText{Type: "mrkdwn", Text: txt}})
+	}
+	if d := notifyDetails(e); d != "" {
+		blocks = append(blocks, slackBlock{Type: "context", Elements: []slackText{{Type: "mrkdwn", Text: slackEscape(d)}}})
+	}
+	fallback := head
+	if e.Error != "" {
+		fallback += ": " + notifyClip(e.Error)
+	}
+	return slackPost{
+		Channel:     channel,
+		Text:        fallback,
+		Attachments: []slackAttachment{{Color: slackColor(e.Kind), Blocks: blocks}},
+	}
+}
+
+func slackColor(kind string) string {
+	switch kind {
+	case eventDeployed:
+		return "good"
+	case eventRolledBack:
+		return "warning"
+	case eventFailed:
+		return "danger"
+	}
+	return "#439fe0"
+}
+
+// slackEscape escapes the three characters Slack's mrkdwn treats as markup.
+func slackEscape(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+}
+
+func slackCode(s string) string {
+	return "```" + slackEscape(strings.ReplaceAll(notifyClip(s), "```", "'''")) + "```"
+}
+
+func hookFailure(h hookResult) string {
+	if h.Error != "" {
+		return h.Error
+	}
+	return fmt.Sprintf("exit status %d", h.ExitCode)
+}
+
+func notifyAppName(title string, e deployEvent) string {
+	switch {
+	case title != "":
+		return title
+	case e.App != "":
+		return e.App
+	}
+	return "dewy"
+}
+
+// notifyHeadline is the one-line message for an event.
+func notifyHeadline(app string, e deployEvent) string {
+	host := orNone(e.Host)
+	switch e.Kind {
+	case eventStarted:
+		return fmt.Sprintf("%s: deploying %s on %s (from %s)", app, orNone(e.Version), host, orNone(e.Previous))
+	case eventDeployed:
+		return fmt.Sprintf("%s: deployed %s on %s (from %s)", app, orNone(e.Version), host, orNone(e.Previous))
+	case eventRolledBack:
+		return fmt.Sprintf("%s: %s failed to start on %s and was rolled back; %s keeps serving", app, orNone(e.Version), host, orNone(e.Previous))
+	case eventFailed:
+		if e.Version == "" {
+			return fmt.Sprintf("%s: deploy failed on %s", app, host)
+		}
+		return fmt.Sprintf("%s: deploy of %s failed on %s", app, e.Version, host)
+	case eventRestarted:
+		return fmt.Sprintf("%s: restarted %s on %s", app, orNone(e.Version), host)
+	case eventStopped:
+		return fmt.Sprintf("%s: dewy stopped on %s (%s was live)", app, host, orNone(e.Version))
+	}
+	return fmt.Sprintf("%s: %s on %s", app, e.Kind, host)
+}
+
+// notifyDetails is the small print: digest, duration, who and how.
+func notifyDetails(e deployEvent) string {
+	var parts []string
+	if e.SHA256 != "" {
+		parts = append(parts, "sha256 "+e.SHA256[:min(12, len(e.SHA256))])
+	}
+	if e.Duration > 0 {
+		parts = append(parts, "took "+e.Duration.Round(100*time.Millisecond).String())
+	}
+	if e.Command != "" {
+		parts = append(parts, "dewy "+e.Command)
+	}
+	if e.User != "" {
+		parts = append(parts, "as "+e.User)
+	}
+	return strings.Join(parts, " · ")
+}
+
+// notifyClip keeps the head and the tail of long text, where errors and
+// build logs say what matters.
+func notifyClip(s string) string {
+	if len(s) <= notifyTextLimit {
+		return s
+	}
+	h := notifyTextLimit * 2 / 3
+	t := notifyTextLimit - h
+	return strings.ToValidUTF8(s[:h], "") + "\n…\n" + strings.ToValidUTF8(s[len(s)-t:], "")
+}
+
+// webhookNotifier posts a JSON document per event. The text and content
+// fields make it readable as is by Mattermost and Teams (text) and Discord
+// (content).
+type webhookNotifier struct {
+	notifyPoster
+	url  string
+	name string // redacted, for errors
+}
+
+func newWebhookNotifier(u *url.URL) (*webhookNotifier, error) {
+	c := *u
+	c.Scheme = strings.TrimPrefix(u.Scheme, "webhook+")
+	return &webhookNotifier{
+		notifyPoster: notifyPoster{client: notifyClient, sleep: notifySleep},
+		url:          c.String(),
+		name:         redactNotifyURL(u.String()),
+	}, nil
+}
+
+type webhookPayload struct {
+	Event    string  `json:"event"`
+	App      string  `json:"app"`
+	Host     string  `json:"host"`
+	Command  string  `json:"command,omitempty"`
+	User     string  `json:"user,omitempty"`
+	Version  string  `json:"version"`
+	Previous string  `json:"previous"`
+	Digest   string  `json:"digest"`
+	Error    string  `json:"error"`
+	Time     string  `json:"time"`
+	Duration float64 `json:"duration_seconds,omitempty"`
+	Text     string  `json:"text"`
+	Content  string  `json:"content"`
+}
+
+func (w *webhookNotifier) send(ctx context.Context, e deployEvent) error {
+	text := notifyHeadline(notifyAppName("", e), e)
+	if e.Error != "" {
+		text += ": " + notifyClip(e.Error)
+	}
+	body, err := json.Marshal(webhookPayload{
+		Event:    e.Kind,
+		App:      e.App,
+		Host:     e.Host,
+		Command:  e.Command,
+		User:     e.User,
+		Version:  e.Version,
+		Previous: e.Previous,
+		Digest:   e.SHA256,
+		Error:    e.Error,
+		Time:     e.Time.UTC().Format(time.RFC3339),
+		Duration: e.Duration.Seconds(),
+		Text:     text,
+		// Discord refuses content over 2000 characters.
+		Content: strings.ToValidUTF8(text[:min(len(text), 1900)], ""),
+	})
+	if err != nil {
+		return fmt.Errorf("webhook %s: encode: %w", w.name, err)
+	}
+	status, _, err := w.post(ctx, w.url, "webhook "+w.name, nil, body)
+	if err != nil {
+		return err
+	}
+	if status < 200 || status > 299 {
+		return fmt.Errorf("webhook %s: HTTP %d", w.name, status)
+	}
+	return nil
+}
