@@ -105,7 +105,7 @@ func newGitHubRegistry(u *url.URL, getenv func(string) string, log *slog.Logger)
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
-	g.log = g.log.With("registry", "github", "repo", owner+"/"+repo)
+	g.log = g.log.With("repo", owner+"/"+repo)
 
 	// Connection-level timeouts only: whole-call deadlines come from ctx, and a
 	// large download must not be cut off by a client-wide Timeout.
