@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestBucketLayoutGroupsKeys(t *testing.T) {
@@ -95,12 +96,16 @@ func testBucketManyReleases(t *testing.T, f bucketFixture, n int) {
 	for i := 0; i < n; i += 10 {
 		objects[fmt.Sprintf("app/v1.0.%d/deployed/host-a.json", i)] = []byte("{}")
 	}
+	start := time.Now()
 	f.put(t, objects)
+	t.Logf("uploaded %d objects in %v", len(objects), time.Since(start).Round(time.Millisecond))
 
+	start = time.Now()
 	rels, err := f.open(t, f.bucket, "app").releases(t.Context())
 	if err != nil {
 		t.Fatalf("releases: %v", err)
 	}
+	t.Logf("listed %d releases in %v", len(rels), time.Since(start).Round(time.Millisecond))
 	if len(rels) != n {
 		t.Fatalf("releases returned %d releases, want %d", len(rels), n)
 	}

@@ -150,7 +150,7 @@ func newCache(ctx context.Context, raw, root string, getenv func(string) string,
 	case "memory":
 		cs.c = newMemoryCache()
 	case "redis", "rediss":
-		c, err := newRedisCache(u, q, getenv)
+		c, err := newRedisCache(u, q, getenv, cs.timeout)
 		if err != nil {
 			return nil, fmt.Errorf("cache %s: %w", red, err)
 		}
@@ -248,17 +248,19 @@ func (cs *cacheSetup) call(ctx context.Context, op, fallback string, f func(cont
 	cctx, cancel := context.WithTimeout(ctx, cs.timeout)
 	err := f(cctx)
 	cancel()
-	if err != nil && (errors.Is(err, errNotFound) || errors.Is(err, errTooLarge) || ctx.Err() != nil) {
-		return err // an answer, or our own caller gave up: not the server's fault
+	if err != nil && ctx.Err() != nil {
+		return err // our own caller gave up: not the server's fault
 	}
+	// Not found and too large are answers: the server works.
+	failed := err != nil && !errors.Is(err, errNotFound) && !errors.Is(err, errTooLarge)
 	cs.mu.Lock()
 	was := cs.failing[op]
-	cs.failing[op] = err != nil
+	cs.failing[op] = failed
 	cs.mu.Unlock()
 	switch {
-	case err != nil && !was:
+	case failed && !was:
 		cs.log.Warn("cache unavailable; "+fallback, "op", op, "cache_url", cs.raw, "err", err)
-	case err != nil:
+	case failed:
 		cs.log.Debug("cache still unavailable", "op", op, "err", err)
 	case was:
 		cs.log.Info("cache answers again", "op", op)
@@ -282,12 +284,17 @@ func hostStateKey(app, host string) string {
 func (cs *cacheSetup) loadState(ctx context.Context, app, host string) (*deployState, error) {
 	key := hostStateKey(app, host)
 	var data []byte
-	err := cs.call(ctx, "load state", "reading state from the local file cache", func(ctx context.Context) (err error) {
+	var err error
+	if !cs.remote {
 		data, err = cs.c.get(ctx, key)
-		return err
-	})
-	if err != nil && cs.remote && ctx.Err() == nil {
-		data, err = cs.local.get(ctx, key)
+	} else {
+		err = cs.call(ctx, "load state", "reading state from the local file cache", func(ctx context.Context) (err error) {
+			data, err = cs.c.get(ctx, key)
+			return err
+		})
+		if err != nil && ctx.Err() == nil {
+			data, err = cs.local.get(ctx, key)
+		}
 	}
 	if errors.Is(err, errNotFound) {
 		return &deployState{}, nil

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/logging"
 	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
@@ -33,7 +35,7 @@ var (
 // (rediss:// for TLS). It consumes prefix and go-redis's own options from
 // q. Without a password in the URL, REDISCLI_AUTH (redis-cli's variable)
 // supplies one, which keeps it off the command line.
-func newRedisCache(u *url.URL, q url.Values, getenv func(string) string) (*redisCache, error) {
+func newRedisCache(u *url.URL, q url.Values, getenv func(string) string, timeout time.Duration) (*redisCache, error) {
 	prefix := "dewy"
 	if q.Has("prefix") {
 		prefix = strings.Trim(q.Get("prefix"), "/")
@@ -57,11 +59,19 @@ func newRedisCache(u *url.URL, q url.Values, getenv func(string) string) (*redis
 	// A cache call has its own short deadline; retrying inside it only
 	// delays the fallback.
 	opt.MaxRetries = 1
-	opt.DialTimeout = defaultCacheTimeout
+	opt.DialerRetries = 1
+	opt.DialTimeout = timeout
+	opt.ReadTimeout, opt.WriteTimeout = timeout, timeout
+	opt.ContextTimeoutEnabled = true // without it go-redis waits ReadTimeout whatever ctx says
 	opt.DisableIdentity = true
 	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	// go-redis logs connection failures to stderr through a process-wide
+	// logger; dewy reports each failing cache call itself (cacheSetup.call).
+	silenceRedis.Do(func() { redis.SetLogger(&logging.VoidLogger{}) })
 	return &redisCache{rdb: redis.NewClient(opt), prefix: prefix}, nil
 }
+
+var silenceRedis sync.Once
 
 func (c *redisCache) Close() error { return c.rdb.Close() }
 

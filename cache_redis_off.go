@@ -14,7 +14,7 @@ type redisCache struct{}
 
 var _ cache = (*redisCache)(nil)
 
-func newRedisCache(*url.URL, url.Values, func(string) string) (*redisCache, error) {
+func newRedisCache(*url.URL, url.Values, func(string) string, time.Duration) (*redisCache, error) {
 	return nil, errors.New("this dewy was built without Redis support (-tags noredis)")
 }
 

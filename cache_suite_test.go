@@ -291,6 +291,7 @@ func TestCacheSuiteRedis(t *testing.T) {
 }
 
 func TestCacheSuiteConsul(t *testing.T) {
+	t.Parallel() // its expiry tests wait out Consul's 10 s session TTL floor
 	addr := backendAddr(t, "consul", "DEWY_TEST_CONSUL_ADDR")
 	runCacheSuite(t, func(t *testing.T) cache {
 		return testCacheSetup(t, "consul://"+addr+"/dewy-test-"+randomSuffix()).c

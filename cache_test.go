@@ -30,10 +30,21 @@ func (l *cacheLog) Write(p []byte) (int, error) {
 	return l.buf.Write(p)
 }
 
-func (l *cacheLog) count(s string) int {
+// count returns how many log lines contain every one of subs.
+func (l *cacheLog) count(subs ...string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return strings.Count(l.buf.String(), s)
+	n := 0
+	for line := range strings.Lines(l.buf.String()) {
+		all := true
+		for _, s := range subs {
+			all = all && strings.Contains(line, s)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
 }
 
 func newCacheLog(t *testing.T) (*cacheLog, *slog.Logger) {

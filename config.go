@@ -41,6 +41,9 @@ type config struct {
 	FailureHook string
 	HookTimeout time.Duration
 
+	AuditLog string
+	History  int // dewy history: rows to print
+
 	Once            bool
 	RequireChecksum bool
 	RetryFailed     bool
@@ -60,8 +63,8 @@ func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(f
 
 // setting is one option, reachable as a flag, a DEWY_* variable and a TOML key.
 type setting struct {
-	key      string   // TOML key; the long flag is the key with '-' for '_'
-	short    string   // one-letter flag, if any
+	key      string // TOML key; the long flag is the key with '-' for '_'
+	short    string // one-letter flag, if any
 	usage    string
 	repeated bool     // may be given several times; a later source replaces an earlier one's list
 	bool     bool     // a flag that takes no value
@@ -138,6 +141,10 @@ func settings() []setting {
 				return errors.New("want a name without slashes or spaces")
 			}
 			c.HostID = v
+			return nil
+		}},
+		{key: "audit_log", usage: "where the audit log is appended (default ROOT/audit.jsonl)", set: func(c *config, v string) error {
+			c.AuditLog = v // empty: the default
 			return nil
 		}},
 		{key: "before_deploy_hook", usage: "shell command run before a release is swapped in", set: hookSetter(func(c *config) *string { return &c.BeforeHook })},
@@ -299,6 +306,8 @@ func parseArgs(args []string, getenv func(string) string) (*config, error) {
 		case "server", "assets":
 		case "help":
 			return nil, errHelp
+		case "history":
+			return parseHistoryArgs(args, getenv)
 		case "version":
 			if len(args) > 0 {
 				return nil, usagef("`dewy version` takes no arguments, got %q", args[0])
@@ -471,6 +480,9 @@ func (c *config) validate(getenv func(string) string) error {
 		return usagef("--root %q: %v", c.Root, err)
 	}
 	c.Root = root
+	if c.AuditLog == "" {
+		c.AuditLog = filepath.Join(root, "audit.jsonl")
+	}
 	for _, n := range c.Notifiers {
 		if _, err := url.Parse(n); err != nil || !strings.Contains(n, "://") {
 			return usagef("--notifier %q: not a URL (want slack://channel, https://… or webhook+http://…)", redactRaw(n))
@@ -636,3 +648,32 @@ func (f *flagValue) named(n string) *flagValue {
 func (f *flagValue) String() string     { return "" }
 func (f *flagValue) Set(v string) error { return f.add(f.name, v) }
 func (f *flagValue) IsBoolFlag() bool   { return f.isBool }
+
+// parseHistoryArgs reads `dewy history [--root DIR] [-n 20] [--audit-log FILE]`.
+func parseHistoryArgs(args []string, getenv func(string) string) (*config, error) {
+	fs := flag.NewFlagSet("history", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	root := fs.String("root", ".", "")
+	n := fs.Int("n", 20, "")
+	audit := fs.String("audit-log", "", "")
+	if v := getenv("DEWY_ROOT"); v != "" {
+		*root = v
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, errHelp
+		}
+		return nil, &usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return nil, usagef("history: unexpected argument %q", fs.Arg(0))
+	}
+	if *n <= 0 {
+		return nil, usagef("history -n %d: must be positive", *n)
+	}
+	c := &config{Command: "history", Root: *root, History: *n, AuditLog: *audit}
+	if c.AuditLog == "" {
+		c.AuditLog = filepath.Join(c.Root, "audit.jsonl")
+	}
+	return c, nil
+}

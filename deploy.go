@@ -35,6 +35,25 @@ type deployer struct {
 	state    *deployState
 	storeFor func(*url.URL) (artifactStore, error)
 	now      func() time.Time
+	// emit records and announces an event (audit log, notifiers, status);
+	// it must not block.
+	emit func(deployEvent)
+	// slot holds a fleet-wide deploy slot for the swap; nil = no fleet limit.
+	slot func(ctx context.Context) (release func(), err error)
+	app  string // name used in notifications
+	user string // who dewy runs as, for the audit log
+}
+
+// event fills in what every event of this deployer shares.
+func (d *deployer) event(kind, version string) deployEvent {
+	return deployEvent{Kind: kind, Time: d.now(), Command: d.cfg.Command, App: d.app, Host: d.cfg.HostID, User: d.user,
+		Version: version, Previous: d.state.Current}
+}
+
+func (d *deployer) send(e deployEvent) {
+	if d.emit != nil {
+		d.emit(e)
+	}
 }
 
 // failure classes decide when a release is tried again.
@@ -92,10 +111,32 @@ func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (
 	from := d.state.Current
 	log := d.log.With("version", rel.Tag)
 	log.Info("deploying "+rel.Tag, "from", orNone(from), "asset", a.Name)
+	ev := d.event(eventStarted, rel.Tag)
+	ev.ArtifactURL = redactRaw(a.URL)
+	d.send(ev)
+	var hooks []hookResult
+	releaseDir := ""
 	defer func() {
-		if err != nil {
-			d.recordFailure(rel.Tag, a, err)
+		ev.Duration, ev.Time = d.now().Sub(start), d.now()
+		if err == nil {
+			ev.Kind, ev.Outcome, ev.Hooks = eventDeployed, "ok", hooks
+			d.send(ev)
+			d.reportToRegistry(rel, "")
+			return
 		}
+		d.recordFailure(rel.Tag, a, err)
+		ev.Kind, ev.Outcome = eventFailed, "failed"
+		if errors.Is(err, errHealth) {
+			ev.Kind, ev.Outcome = eventRolledBack, "rolled_back"
+		}
+		ev.Error = err.Error()
+		if d.cfg.FailureHook != "" && ctx.Err() == nil {
+			env := hookEnv(d.cfg.Command, rel.Tag, from, releaseDir, ev.SHA256, d.cfg.HostID, err.Error())
+			hooks = append(hooks, runHook(ctx, "on_failure", d.cfg.FailureHook, d.cfg.Root, env, d.cfg.HookTimeout, log))
+		}
+		ev.Hooks = hooks
+		d.send(ev)
+		d.reportToRegistry(rel, err.Error())
 	}()
 
 	u, err := url.Parse(a.URL)
@@ -122,6 +163,10 @@ func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (
 		return fmt.Errorf("deploy %s: %w", rel.Tag, err)
 	}
 	defer os.Remove(path)
+	ev.SHA256 = sum
+	if a.SHA256 != "" && want == "" {
+		want, from2 = strings.ToLower(a.SHA256), "the registry"
+	}
 	if want != "" && want != sum {
 		return fmt.Errorf("deploy %s: %w: %w", rel.Tag, errVerify, &checksumMismatchError{Asset: a.Name, Want: want, Got: sum, From: from2})
 	}
@@ -129,6 +174,25 @@ func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (
 	dir, err := d.unpack(rel.Tag, a.Name, path, sum)
 	if err != nil {
 		return fmt.Errorf("deploy %s: %w: %w", rel.Tag, errVerify, err)
+	}
+	releaseDir = filepath.Join(d.cfg.Root, releasesDir, dir)
+
+	// The fleet slot covers everything that touches the live service:
+	// hooks, swap, restart, health gate.
+	if d.slot != nil {
+		free, err := d.slot(ctx)
+		if err != nil {
+			return fmt.Errorf("deploy %s: wait for a deploy slot: %w", rel.Tag, err)
+		}
+		defer free()
+	}
+	env := hookEnv(d.cfg.Command, rel.Tag, from, releaseDir, sum, d.cfg.HostID, "")
+	if d.cfg.BeforeHook != "" {
+		h := runHook(ctx, "before_deploy", d.cfg.BeforeHook, d.cfg.Root, env, d.cfg.HookTimeout, log)
+		hooks = append(hooks, h)
+		if h.ExitCode != 0 || h.Error != "" {
+			return fmt.Errorf("deploy %s: before-deploy hook failed (%s); release not swapped in", rel.Tag, hookWhy(h))
+		}
 	}
 	prevDir, err := currentDir(d.cfg.Root)
 	if err != nil {
@@ -143,6 +207,15 @@ func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (
 		}
 		log.Warn("rolled back to "+orNone(from), "reason", err)
 		return fmt.Errorf("deploy %s: %w: %w", rel.Tag, errHealth, err)
+	}
+	if d.cfg.AfterHook != "" {
+		h := runHook(ctx, "after_deploy", d.cfg.AfterHook, d.cfg.Root, env, d.cfg.HookTimeout, log)
+		hooks = append(hooks, h)
+		if h.ExitCode != 0 || h.Error != "" {
+			// The release is live and healthy; a failing after-hook is
+			// reported, not undone.
+			log.Warn("after-deploy hook failed", "why", hookWhy(h))
+		}
 	}
 
 	d.state.Previous, d.state.PreviousDir = d.state.Current, prevDir
@@ -222,6 +295,28 @@ func (d *deployer) recordFailure(tag string, a asset, err error) {
 	d.state.Failed[tag] = f
 	if err := d.state.save(d.cfg.Root); err != nil {
 		d.log.Error("could not save state", "err", err)
+	}
+}
+
+func hookWhy(h hookResult) string {
+	if h.Error != "" {
+		return h.Error
+	}
+	return fmt.Sprintf("exit status %d", h.ExitCode)
+}
+
+// reportToRegistry tells a registry that tracks its hosts how the attempt
+// went. Its failure is logged, never fatal.
+func (d *deployer) reportToRegistry(rel release, errText string) {
+	rep, ok := d.reg.(reporter)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r := deployReport{ID: rel.ID, Tag: rel.Tag, Command: d.cfg.Command, Host: d.cfg.HostID, Err: errText}
+	if err := rep.report(ctx, r); err != nil {
+		d.log.Warn("could not report the deploy to the registry", "version", rel.Tag, "err", err)
 	}
 }
 

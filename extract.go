@@ -274,8 +274,9 @@ func (x *extractor) zipEntry(zf *zip.File) error {
 		kind = fmt.Sprintf("zip mode %v", m.Type())
 	}
 	if e.typ == extractTypeFile || e.typ == extractTypeSymlink {
-		// Name checks run before any decompression work, so a refused
-		// entry costs nothing.
+		// Name checks come first, so that a bad name is what gets
+		// reported rather than, say, an unsupported compression method,
+		// and no symlink target is inflated for an entry already refused.
 		if err := x.zipPrecheck(e); err != nil {
 			return err
 		}
@@ -300,8 +301,8 @@ func (x *extractor) zipEntry(zf *zip.File) error {
 	return x.add(e, kind)
 }
 
-// zipPrecheck rejects a bad name before its content is inflated; add repeats
-// the checks, which is cheap.
+// zipPrecheck runs add's name and place checks early; add repeats them,
+// which is cheap.
 func (x *extractor) zipPrecheck(e extractEntry) error {
 	if x.entries+1 > x.lim.MaxEntries {
 		return fmt.Errorf("%w: more than %d", errExtractTooMany, x.lim.MaxEntries)

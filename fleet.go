@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
 	"sync"
 	"time"
 )
@@ -29,10 +30,25 @@ type sharedRegistry struct {
 
 var _ registry = (*sharedRegistry)(nil)
 
-// registryAnswer is the shared answer of one window.
+// registryAnswer is the shared answer of one window: the releases, or the
+// registry's error, which the other hosts then report as their own instead
+// of all asking a registry that just failed (or asked for a pause).
 type registryAnswer struct {
-	Window   int64     `json:"window"`
-	Releases []release `json:"releases"`
+	Window     int64     `json:"window"`
+	Releases   []release `json:"releases,omitempty"`
+	Err        string    `json:"err,omitempty"`
+	RetryUntil time.Time `json:"retry_until,omitzero"`
+	// TooLarge: the releases did not fit in the cache; ask the registry.
+	TooLarge bool `json:"too_large,omitempty"`
+}
+
+// errAskRegistry is a shared answer that says each host must ask itself.
+var errAskRegistry = errors.New("shared registry answer too large for the cache")
+
+// fleetApp names the application for fleet keys: the registry location
+// without credentials or options, so every host of one app agrees on it.
+func fleetApp(reg *url.URL) string {
+	return reg.Scheme + "://" + reg.Host + reg.Path
 }
 
 // wrapRegistry returns r itself without registry-ttl, else a registry that
@@ -56,11 +72,11 @@ func (s *sharedRegistry) releases(ctx context.Context) ([]release, error) {
 	ttl := s.cs.registryTTL
 	w := s.cs.now().UnixNano() / int64(ttl)
 	rels, ok, err := s.answer(ctx, w)
+	if ok {
+		return rels, err
+	}
 	if err != nil {
 		return s.reg.releases(ctx)
-	}
-	if ok {
-		return rels, nil
 	}
 	var won bool
 	err = s.cs.call(ctx, "registry lock", "asking the registry directly", func(ctx context.Context) (err error) {
@@ -71,19 +87,17 @@ func (s *sharedRegistry) releases(ctx context.Context) ([]release, error) {
 		return s.reg.releases(ctx)
 	}
 	if won {
-		rels, err := s.reg.releases(ctx)
-		if err != nil {
-			return nil, err // the others wait out answerWait and ask themselves
+		rels, rerr := s.reg.releases(ctx)
+		a := registryAnswer{Window: w, Releases: rels}
+		if rerr != nil {
+			a.Releases, a.Err = nil, rerr.Error()
+			var ra *retryAfterError
+			if errors.As(rerr, &ra) {
+				a.RetryUntil = ra.Until
+			}
 		}
-		data, err := json.Marshal(registryAnswer{Window: w, Releases: rels})
-		if err != nil {
-			return rels, nil
-		}
-		_ = s.cs.call(ctx, "registry answer", "other hosts ask the registry themselves", func(ctx context.Context) error {
-			_, err := s.cs.c.setNX(ctx, s.answerKey(w), data, 2*ttl)
-			return err
-		})
-		return rels, nil
+		s.share(ctx, a)
+		return rels, rerr
 	}
 	// Another host holds this window: wait briefly for its answer.
 	deadline := time.Now().Add(s.cs.answerWait)
@@ -96,19 +110,39 @@ func (s *sharedRegistry) releases(ctx context.Context) ([]release, error) {
 		case <-t.C:
 		}
 		rels, ok, err := s.answer(ctx, w)
+		if ok {
+			return rels, err
+		}
 		if err != nil {
 			return s.reg.releases(ctx)
-		}
-		if ok {
-			return rels, nil
 		}
 	}
 	s.log.Info("no shared registry answer in time; asking the registry", "waited", s.cs.answerWait)
 	return s.reg.releases(ctx)
 }
 
+// share stores a, or, when it is too large for the cache, a marker that
+// sends the other hosts to the registry at once.
+func (s *sharedRegistry) share(ctx context.Context, a registryAnswer) {
+	put := func(a registryAnswer) error {
+		data, err := json.Marshal(a)
+		if err != nil {
+			return err
+		}
+		return s.cs.call(ctx, "registry answer", "other hosts ask the registry themselves", func(ctx context.Context) error {
+			_, err := s.cs.c.setNX(ctx, s.answerKey(a.Window), data, 2*s.cs.registryTTL)
+			return err
+		})
+	}
+	if err := put(a); errors.Is(err, errTooLarge) {
+		s.log.Warn("registry answer too large for the cache; every host asks the registry itself", "releases", len(a.Releases))
+		put(registryAnswer{Window: a.Window, TooLarge: true})
+	}
+}
+
 // answer reads window w's shared answer; ok is false when there is none.
-// An error means the cache failed (already logged).
+// A registry error shared by another host comes back as err with ok true.
+// Any other error means: ask the registry yourself.
 func (s *sharedRegistry) answer(ctx context.Context, w int64) (rels []release, ok bool, err error) {
 	var data []byte
 	err = s.cs.call(ctx, "registry answer", "asking the registry directly", func(ctx context.Context) (err error) {
@@ -125,6 +159,14 @@ func (s *sharedRegistry) answer(ctx context.Context, w int64) (rels []release, o
 	if err := json.Unmarshal(data, &a); err != nil || a.Window != w {
 		s.log.Warn("shared registry answer unreadable; asking the registry", "err", err)
 		return nil, false, fmt.Errorf("shared registry answer unreadable")
+	}
+	switch {
+	case a.TooLarge:
+		return nil, false, errAskRegistry
+	case a.Err != "" && !a.RetryUntil.IsZero():
+		return nil, true, &retryAfterError{Err: fmt.Errorf("shared by another host: %s", a.Err), Until: a.RetryUntil}
+	case a.Err != "":
+		return nil, true, fmt.Errorf("shared by another host: %s", a.Err)
 	}
 	return a.Releases, true, nil
 }

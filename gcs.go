@@ -66,7 +66,10 @@ func newGCSRegistry(ctx context.Context, u *url.URL, getenv func(string) string,
 		if !strings.Contains(host, "://") {
 			host = "http://" + host
 		}
-		opts = append(opts, option.WithEndpoint(strings.TrimSuffix(host, "/")+"/storage/v1/"))
+		// Emulators serve the JSON API at any address, but the XML API
+		// that reads default to only at the host name they are told to
+		// impersonate.
+		opts = append(opts, option.WithEndpoint(strings.TrimSuffix(host, "/")+"/storage/v1/"), storage.WithJSONReads())
 	} else {
 		// Read-only scope: listing and reading objects is all dewy does.
 		rt, err = htransport.NewTransport(ctx, base, option.WithScopes(storage.ScopeReadOnly))

@@ -36,6 +36,7 @@ type grpcRegistry struct {
 	artifactName string // sent as arifact_name when the operator chose one
 	token        string // bearer token, kept only to scrub it from server messages
 	noTLS        bool
+	caFile       string // the private CA, if one was given
 	conn         *grpc.ClientConn
 	client       dewypb.RegistryServiceClient
 	// timeout bounds each call; tests shorten it.
@@ -73,7 +74,6 @@ func newGRPCRegistry(ctx context.Context, u *url.URL, artifactName string, geten
 	}
 	r := &grpcRegistry{addr: u.Host, artifactName: artifactName, timeout: grpcCallTimeout, log: log}
 
-	var caFile string
 	for key, vals := range u.Query() {
 		switch key {
 		case "no-tls":
@@ -86,12 +86,12 @@ func newGRPCRegistry(ctx context.Context, u *url.URL, artifactName string, geten
 			if vals[0] == "" {
 				return nil, fmt.Errorf("grpc registry %s: ca: want the path of a PEM file", where)
 			}
-			caFile = vals[0]
+			r.caFile = vals[0]
 		default:
 			return nil, fmt.Errorf("grpc registry %s: unknown option %q (want no-tls or ca)", where, key)
 		}
 	}
-	if r.noTLS && caFile != "" {
+	if r.noTLS && r.caFile != "" {
 		return nil, fmt.Errorf("grpc registry %s: ca and no-tls=true contradict each other", where)
 	}
 
@@ -101,8 +101,8 @@ func newGRPCRegistry(ctx context.Context, u *url.URL, artifactName string, geten
 	} else {
 		// RootCAs nil means the system roots.
 		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-		if caFile != "" {
-			pool, err := loadCAFile(caFile)
+		if r.caFile != "" {
+			pool, err := loadCAFile(r.caFile)
 			if err != nil {
 				return nil, fmt.Errorf("grpc registry %s: %w", where, err)
 			}
@@ -122,6 +122,10 @@ func newGRPCRegistry(ctx context.Context, u *url.URL, artifactName string, geten
 		}),
 	}
 	if tok := getenv(grpcTokenEnv); tok != "" {
+		// grpc would refuse such a header on every call; say so once, here.
+		if strings.ContainsFunc(tok, func(c rune) bool { return c <= ' ' || c > '~' }) {
+			return nil, fmt.Errorf("grpc registry %s: %s holds spaces or non-printable characters", where, grpcTokenEnv)
+		}
 		r.token = tok
 		if r.noTLS {
 			log.Warn("sending the bearer token without TLS because of no-tls=true", "registry_addr", r.addr, "env", grpcTokenEnv)
@@ -275,6 +279,8 @@ func (r *grpcRegistry) transportHint(msg string) string {
 		return " (does the server want TLS? then drop no-tls=true)"
 	case r.noTLS || !strings.Contains(msg, "handshake"):
 		return ""
+	case (strings.Contains(msg, "x509:") || strings.Contains(msg, "certificate")) && r.caFile != "":
+		return " (server certificate not signed by the CA in " + r.caFile + ")"
 	case strings.Contains(msg, "x509:") || strings.Contains(msg, "certificate"):
 		return " (server certificate not trusted: for a private CA add ?ca=/path/ca.pem)"
 	}

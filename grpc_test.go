@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -16,6 +17,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -345,6 +347,7 @@ func TestGRPCTLSByDefault(t *testing.T) {
 	if err == nil {
 		t.Fatal("releases from a plaintext server without no-tls=true: no error, want one")
 	}
+	t.Logf("releases error: %v", err)
 	if !strings.Contains(err.Error(), "no-tls=true") || !strings.Contains(err.Error(), addr) {
 		t.Errorf("releases error = %q, want it to name %s and suggest no-tls=true", err, addr)
 	}
@@ -367,8 +370,9 @@ func TestGRPCPlaintextClientToTLSServer(t *testing.T) {
 	if err == nil {
 		t.Fatal("releases over plaintext from a TLS server: no error, want one")
 	}
-	if !strings.Contains(err.Error(), addr) {
-		t.Errorf("releases error = %q, want it to name %s", err, addr)
+	t.Logf("releases error: %v", err)
+	if !strings.Contains(err.Error(), addr) || !strings.Contains(err.Error(), "TLS") {
+		t.Errorf("releases error = %q, want it to name %s and suggest TLS", err, addr)
 	}
 }
 
@@ -376,17 +380,18 @@ func TestGRPCUntrustedCertificate(t *testing.T) {
 	serverCA := newTestCA(t, "server-ca")
 	otherCA := newTestCA(t, "other-ca")
 	addr := startGRPCServer(t, newFakeRegistryServer(nil), serverCA.serverTLS(t))
-	for _, raw := range []string{
-		"grpc://" + addr + "?ca=" + url.QueryEscape(otherCA.pemFile),
-		"grpc://" + addr, // system roots do not know the test CA either
+	for raw, hint := range map[string]string{
+		"grpc://" + addr + "?ca=" + url.QueryEscape(otherCA.pemFile): otherCA.pemFile,
+		"grpc://" + addr: "?ca=", // system roots do not know the test CA either
 	} {
 		r := newTestGRPCRegistry(t, raw, "", nil)
 		_, err := r.releases(t.Context())
 		if err == nil {
 			t.Fatalf("releases via %s: no error, want a refused certificate", raw)
 		}
-		if !strings.Contains(err.Error(), "certificate") || !strings.Contains(err.Error(), addr) {
-			t.Errorf("releases via %s: error = %q, want it to name %s and mention the certificate", raw, err, addr)
+		t.Logf("releases error: %v", err)
+		if !strings.Contains(err.Error(), "certificate") || !strings.Contains(err.Error(), addr) || !strings.Contains(err.Error(), hint) {
+			t.Errorf("releases via %s: error = %q, want it to name %s, mention the certificate and %s", raw, err, addr, hint)
 		}
 	}
 }
@@ -456,6 +461,7 @@ func TestGRPCServerDown(t *testing.T) {
 	if err == nil {
 		t.Fatal("releases from a closed port: no error, want one")
 	}
+	t.Logf("releases error: %v", err)
 	if !strings.Contains(err.Error(), addr) || !strings.Contains(err.Error(), "unavailable") {
 		t.Errorf("releases error = %q, want it to name %s as unavailable", err, addr)
 	}
@@ -516,19 +522,22 @@ func TestGRPCRegistryURL(t *testing.T) {
 	missing := filepath.Join(dir, "missing.pem")
 	tests := []struct {
 		raw     string
+		token   string
 		wantErr string // empty: accepted
 	}{
-		{"grpc://registry.example.com:443", ""},
-		{"grpc://127.0.0.1:9000?no-tls=true", ""},
-		{"grpc://[::1]:9000?no-tls=false", ""},
-		{"grpc://registry.example.com", "want grpc://host:port"},
-		{"grpc://registry.example.com:443/v1", "no path"},
-		{"grpc://user:hunter2@registry.example.com:443", "DEWY_GRPC_TOKEN"},
-		{"grpc://registry.example.com:443?tls=false", `unknown option "tls"`},
-		{"grpc://registry.example.com:443?no-tls=maybe", `no-tls="maybe"`},
-		{"grpc://registry.example.com:443?ca=" + missing, "ca " + missing},
-		{"grpc://registry.example.com:443?ca=" + notPEM, "ca " + notPEM + ": no PEM certificate"},
-		{"grpc://registry.example.com:443?ca=" + notPEM + "&no-tls=true", "contradict"},
+		{"grpc://registry.example.com:443", "", ""},
+		{"grpc://registry.example.com:443", "hunter2", ""},
+		{"grpc://registry.example.com:443", "hunter2\n", "DEWY_GRPC_TOKEN holds spaces"},
+		{"grpc://127.0.0.1:9000?no-tls=true", "hunter2", ""},
+		{"grpc://[::1]:9000?no-tls=false", "", ""},
+		{"grpc://registry.example.com", "", "want grpc://host:port"},
+		{"grpc://registry.example.com:443/v1", "", "no path"},
+		{"grpc://user:hunter2@registry.example.com:443", "", "DEWY_GRPC_TOKEN"},
+		{"grpc://registry.example.com:443?tls=false", "", `unknown option "tls"`},
+		{"grpc://registry.example.com:443?no-tls=maybe", "", `no-tls="maybe"`},
+		{"grpc://registry.example.com:443?ca=" + missing, "", "ca " + missing},
+		{"grpc://registry.example.com:443?ca=" + notPEM, "", "ca " + notPEM + ": no PEM certificate"},
+		{"grpc://registry.example.com:443?ca=" + notPEM + "&no-tls=true", "", "contradict"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.raw, func(t *testing.T) {
@@ -536,7 +545,7 @@ func TestGRPCRegistryURL(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r, err := newGRPCRegistry(t.Context(), u, "", func(string) string { return "" }, discardLogger())
+			r, err := newGRPCRegistry(t.Context(), u, "", func(string) string { return tt.token }, discardLogger())
 			if err == nil {
 				r.close()
 			}
@@ -549,5 +558,134 @@ func TestGRPCRegistryURL(t *testing.T) {
 				t.Errorf("newGRPCRegistry error = %q, want the password left out", err)
 			}
 		})
+	}
+}
+
+// TestGRPCExampleServer runs examples/registry-server, as a person trying
+// dewy would, and talks to it over TLS with a token.
+func TestGRPCExampleServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds examples/registry-server; skipped with -short")
+	}
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "registry-server")
+	if out, err := exec.CommandContext(t.Context(), "go", "build", "-o", bin, "./examples/registry-server").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./examples/registry-server: %v\n%s", err, out)
+	}
+
+	dir := filepath.Join(tmp, "releases")
+	artifact := "app_" + runtime.GOOS + "_" + runtime.GOARCH + ".tar.gz"
+	files := map[string]string{
+		"v1.0.0/" + artifact:        "old",
+		"v1.2.0/" + artifact:        "new",
+		"v1.2.0/app_plan9_mips.zip": "other platform",
+		"v1.2.0/checksums.txt":      "not an artifact",
+		"v1.3.0-rc.1/" + artifact:   "pre-release",
+		"not-a-version/" + artifact: "ignored",
+	}
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	ca := newTestCA(t, "ca")
+	certFile, keyFile := filepath.Join(tmp, "cert.pem"), filepath.Join(tmp, "key.pem")
+	writeServerKeyPair(t, ca.serverTLS(t), certFile, keyFile)
+
+	const token = "example-token"
+	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-dir", dir, "-tls-cert", certFile, "-tls-key", keyFile)
+	cmd.Env = append(os.Environ(), "REGISTRY_TOKEN="+token)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 64)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+	})
+	// waitLine returns the first log line containing s.
+	waitLine := func(s string) string {
+		t.Helper()
+		timeout := time.After(30 * time.Second)
+		for {
+			select {
+			case line, ok := <-lines:
+				if !ok {
+					t.Fatalf("registry-server exited before logging %q", s)
+				}
+				if strings.Contains(line, s) {
+					return line
+				}
+			case <-timeout:
+				t.Fatalf("registry-server did not log %q within 30s", s)
+			}
+		}
+	}
+	_, addr, _ := strings.Cut(waitLine("serving releases"), "addr=")
+	addr, _, _ = strings.Cut(addr, " ")
+
+	raw := "grpc://" + addr + "?ca=" + url.QueryEscape(ca.pemFile)
+	anon := newTestGRPCRegistry(t, raw, "", nil)
+	if _, err := anon.releases(t.Context()); !errors.Is(err, errAccessDenied) {
+		t.Errorf("releases without a token: error = %v, want errAccessDenied", err)
+	}
+
+	r := newTestGRPCRegistry(t, raw, "", map[string]string{"DEWY_GRPC_TOKEN": token})
+	got, err := r.releases(t.Context())
+	if err != nil {
+		t.Fatalf("releases: %v", err)
+	}
+	want := asset{
+		Name:   artifact,
+		URL:    (&url.URL{Scheme: "file", Path: filepath.Join(dir, "v1.2.0", artifact)}).String(),
+		Size:   -1,
+		SHA256: sha256Hex([]byte("new")),
+	}
+	if len(got) != 1 || got[0].Tag != "v1.2.0" || len(got[0].Assets) != 1 || got[0].Assets[0] != want {
+		t.Fatalf("releases = %+v, want v1.2.0 with %+v", got, want)
+	}
+
+	named := newTestGRPCRegistry(t, raw, "app_plan9_mips.zip", map[string]string{"DEWY_GRPC_TOKEN": token})
+	if got, err := named.releases(t.Context()); err != nil || got[0].Assets[0].Name != "app_plan9_mips.zip" {
+		t.Errorf("releases asking for app_plan9_mips.zip = %+v, %v, want that file", got, err)
+	}
+
+	if err := r.report(t.Context(), deployReport{ID: got[0].ID, Tag: "v1.2.0", Command: "server", Err: "health check failed"}); err != nil {
+		t.Fatalf("report: %v", err)
+	}
+	if line := waitLine("deploy failed"); !strings.Contains(line, "v1.2.0") || !strings.Contains(line, "health check failed") {
+		t.Errorf("registry-server logged %q, want the tag and the error", line)
+	}
+}
+
+// writeServerKeyPair writes cfg's first certificate and key as PEM files.
+func writeServerKeyPair(t *testing.T, cfg *tls.Config, certFile, keyFile string) {
+	t.Helper()
+	c := cfg.Certificates[0]
+	keyDER, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -76,6 +77,12 @@ func runHook(ctx context.Context, name, command, dir string, env []string, timeo
 	pw.Close()
 	if err != nil {
 		pr.Close()
+		// A missing directory makes exec blame the shell ("fork/exec
+		// /bin/sh: no such file or directory"); name the real culprit.
+		var pe *fs.PathError
+		if _, serr := os.Stat(dir); dir != "" && errors.As(serr, &pe) {
+			err = fmt.Errorf("directory %s: %w", dir, pe.Err)
+		}
 		r.ExitCode, r.Error = -1, fmt.Sprintf("start: %v", err)
 		return r
 	}

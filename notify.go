@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -157,28 +158,34 @@ func (q *notifyQueue) notify(e deployEvent) {
 	if e.Time.IsZero() {
 		e.Time = timeNow()
 	}
+	e.Hooks = slices.Clone(e.Hooks) // the caller may reuse its slice
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
 		return
 	}
 	for _, t := range q.targets {
-		for {
-			select {
-			case t.ch <- e:
-			default:
-				select {
-				case <-t.ch:
-					q.dropped++
-					if !q.dropLogged {
-						q.dropLogged = true
-						t.log.Warn("notification queue full; dropping the oldest events")
-					}
-				default:
-				}
-				continue
+		q.pushLocked(t, e)
+	}
+}
+
+func (q *notifyQueue) pushLocked(t *notifyTarget, e deployEvent) {
+	for {
+		select {
+		case t.ch <- e:
+			return
+		default:
+		}
+		// Full: make room. The goroutine may have made room meanwhile,
+		// in which case nothing is dropped.
+		select {
+		case <-t.ch:
+			q.dropped++
+			if !q.dropLogged {
+				q.dropLogged = true
+				t.log.Warn("notification queue full; dropping the oldest events")
 			}
-			break
+		default:
 		}
 	}
 }

@@ -8,15 +8,29 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"os/user"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 )
 
 // run is dewy after the command line has been understood.
 func run(ctx context.Context, cfg *config) error {
-	if cfg.Command == "version" {
+	switch cfg.Command {
+	case "version":
 		fmt.Println("dewy", version)
+		return nil
+	case "history":
+		events, err := readAudit(cfg.AuditLog)
+		var skipped *auditSkippedError
+		if errors.As(err, &skipped) {
+			fmt.Fprintf(os.Stderr, "dewy: %v\n", err)
+		} else if err != nil {
+			return err
+		}
+		printHistory(os.Stdout, events, cfg.History)
 		return nil
 	}
 	log := newLogger(cfg, os.Stderr)
@@ -44,12 +58,40 @@ func run(ctx context.Context, cfg *config) error {
 		}
 	}
 
-	reg, err := newRegistry(ctx, cfg.Registry, os.Getenv, log)
+	reg, err := newRegistry(ctx, cfg.Registry, cfg.Select, os.Getenv, log)
 	if err != nil {
 		return &usageError{fmt.Sprintf("--registry %q: %v", redactRaw(cfg.RegistryRaw), err)}
 	}
 	stores := &storeSet{reg: reg, regScheme: cfg.Registry.Scheme, getenv: os.Getenv, log: log, ctx: ctx}
-	d := &deployer{cfg: cfg, log: log, reg: reg, state: state, storeFor: stores.storeFor, now: timeNow, act: noActivation{}}
+	notes, err := newNotifyQueue(cfg.Notifiers, os.Getenv, log.With("component", "notify"))
+	if err != nil {
+		return &usageError{err.Error()}
+	}
+	defer func() {
+		// Whatever is queued goes out before dewy exits, within bounds.
+		fctx, cancel := context.WithTimeout(context.Background(), notifySendTimeout)
+		defer cancel()
+		notes.close(fctx)
+	}()
+	audit, err := openAudit(cfg.AuditLog)
+	if err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	defer audit.close()
+	var auditFailing bool
+	emit := func(e deployEvent) {
+		if err := audit.record(notes.redact(e)); err != nil {
+			if !auditFailing {
+				log.Error("could not write the audit log", "path", cfg.AuditLog, "err", err)
+			}
+			auditFailing = true
+		} else {
+			auditFailing = false
+		}
+		notes.notify(e)
+	}
+	d := &deployer{cfg: cfg, log: log, reg: reg, state: state, storeFor: stores.storeFor, now: timeNow, act: noActivation{},
+		emit: emit, app: appName(cfg.Registry), user: currentUser()}
 
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -121,17 +163,24 @@ func run(ctx context.Context, cfg *config) error {
 			case syscall.SIGHUP:
 				if sup != nil {
 					go func() {
+						e := d.event(eventRestarted, d.stateCurrent())
 						if err := sup.restart(ctx); err != nil {
 							log.Error("restart failed; previous process keeps serving", "err", err)
+							e.Outcome, e.Error = "failed", err.Error()
 						} else {
 							log.Info("restarted " + orNone(d.stateCurrent()))
+							e.Outcome = "ok"
 						}
+						emit(e)
 					}()
 				}
 			default:
 				log.Info("stopping", "signal", s.String())
 				stop()
 				wg.Wait()
+				e := d.event(eventStopped, d.stateCurrent())
+				e.Outcome = "ok"
+				emit(e)
 				go func() {
 					for s := range sigs {
 						if (s == syscall.SIGINT || s == syscall.SIGTERM) && sup != nil {
@@ -171,7 +220,7 @@ func tagOfDir(dir string) string {
 }
 
 // newRegistry is the one place a registry backend is chosen.
-func newRegistry(ctx context.Context, u *url.URL, getenv func(string) string, log *slog.Logger) (registry, error) {
+func newRegistry(ctx context.Context, u *url.URL, sel selectOptions, getenv func(string) string, log *slog.Logger) (registry, error) {
 	switch u.Scheme {
 	case "file":
 		return checkedNew(newFileRegistry(u))
@@ -181,6 +230,8 @@ func newRegistry(ctx context.Context, u *url.URL, getenv func(string) string, lo
 		return checkedNew(newS3Registry(ctx, u, getenv, log.With("registry", "s3")))
 	case "gs":
 		return checkedNew(newGCSRegistry(ctx, u, getenv, log.With("registry", "gcs")))
+	case "grpc":
+		return checkedNew(newGRPCRegistry(ctx, u, sel.Artifact, getenv, log.With("registry", "grpc")))
 	}
 	return nil, fmt.Errorf("unknown registry scheme %q", u.Scheme)
 }
@@ -254,4 +305,24 @@ func firstSegment(p string) string {
 		return p[1:]
 	}
 	return p
+}
+
+// appName names the application in notifications: the repository, bucket
+// prefix or directory the registry points at.
+func appName(u *url.URL) string {
+	p := strings.Trim(u.Path, "/")
+	if i := strings.LastIndex(p, "/"); i >= 0 {
+		p = p[i+1:]
+	}
+	if p == "" {
+		return u.Host
+	}
+	return p
+}
+
+func currentUser() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return strconv.Itoa(os.Getuid())
 }

@@ -67,6 +67,9 @@ func (b *s3Backend) bucket(t *testing.T) string {
 		t.Fatalf("create bucket %s: %v", name, err)
 	}
 	t.Cleanup(func() {
+		// Batches of 1,000 keys, the most DeleteObjects takes, sent in
+		// parallel: the gateway removes files one by one.
+		var batches [][]types.ObjectIdentifier
 		p := s3.NewListObjectsV2Paginator(b.admin, &s3.ListObjectsV2Input{Bucket: aws.String(name)})
 		for p.HasMorePages() {
 			page, err := p.NextPage(ctx)
@@ -74,20 +77,28 @@ func (b *s3Backend) bucket(t *testing.T) string {
 				t.Errorf("cleanup: list %s: %v", name, err)
 				return
 			}
-			if len(page.Contents) == 0 {
-				break
-			}
 			var ids []types.ObjectIdentifier
 			for _, o := range page.Contents {
 				ids = append(ids, types.ObjectIdentifier{Key: o.Key})
 			}
-			if _, err := b.admin.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: aws.String(name), Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)}}); err != nil {
-				t.Errorf("cleanup: delete objects in %s: %v", name, err)
-				return
+			if len(ids) > 0 {
+				batches = append(batches, ids)
 			}
 		}
+		var g errgroup.Group
+		g.SetLimit(8)
+		for _, ids := range batches {
+			g.Go(func() error {
+				_, err := b.admin.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: aws.String(name), Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)}})
+				return err
+			})
+		}
+		if err := g.Wait(); err != nil {
+			t.Errorf("cleanup: delete objects in %s: %v", name, err)
+			return
+		}
 		if _, err := b.admin.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String(name)}); err != nil {
-			t.Logf("cleanup: delete bucket %s: %v", name, err)
+			t.Errorf("cleanup: delete bucket %s: %v", name, err)
 		}
 	})
 	return name

@@ -152,6 +152,7 @@ func newSupervisor(cfg serverConfig, log *slog.Logger) (*supervisor, error) {
 	if cfg.StopSignal == 0 {
 		cfg.StopSignal = syscall.SIGTERM
 	}
+	cfg.ReadyDelay = max(cfg.ReadyDelay, 0)
 	if cfg.HealthPath != "" && !strings.HasPrefix(cfg.HealthPath, "/") {
 		cfg.HealthPath = "/" + cfg.HealthPath
 	}
@@ -175,10 +176,14 @@ func newSupervisor(cfg serverConfig, log *slog.Logger) (*supervisor, error) {
 
 // activate starts a new generation from the command, waits until it is
 // ready, then stops the old generation and waits for it to exit. It returns
-// nil only when the new child serves and the old one is gone. On failure the
-// new child is stopped and the old one keeps serving untouched. Without
-// listening sockets there is nothing to share, so the old generation is
-// stopped first.
+// nil only when the new child serves and the old one is gone. On failure (not
+// ready within HealthTimeout, or it exited first) the new child is stopped
+// like any other, StopSignal then SIGKILL after DrainTimeout, since it may
+// hold connections already, and the error comes once it is gone; the old
+// generation keeps serving untouched. Without listening sockets there is
+// nothing to share, so the old generation is stopped first, and a failure
+// brings the previous release back with the crash-restart backoff.
+// Only one activation runs at a time; another one meanwhile is an error.
 func (s *supervisor) activate(ctx context.Context, version string) error {
 	return s.send(ctx, request{ctx: ctx, version: version})
 }
@@ -212,6 +217,14 @@ func (s *supervisor) send(ctx context.Context, r request) error {
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-s.done:
+		// run answers every request it took before it returns.
+		select {
+		case err := <-r.reply:
+			return err
+		default:
+			return errStopped
+		}
 	}
 }
 

@@ -23,7 +23,7 @@ func sysProcAttr() *syscall.SysProcAttr {
 // long as the zombie holds its pid, run can signal the process group without
 // risk of hitting a recycled id. run reaps it.
 func awaitExit(c *child) {
-	const pPID = 1 // P_PID in <sys/wait.h>
+	const pPID = 1     // P_PID in <sys/wait.h>
 	var info [128]byte // siginfo_t
 	for {
 		_, _, e := syscall.Syscall6(syscall.SYS_WAITID, pPID, uintptr(c.pid),

@@ -46,10 +46,20 @@ apt_install() {
 # after its build matches, and the binary itself still runs and says so.
 stamp_ok() {
 	local name=$1 want=$2
+	local out
 	[[ -x $BIN/$name && -f $STAMPS/$name && $(<"$STAMPS/$name") == "$want" ]] || return 1
+	# Captured rather than piped into grep -q, whose early exit would fail the
+	# pipeline under pipefail.
 	case $name in
-	consul) "$BIN/consul" version 2>/dev/null | grep -qF "Consul ${want%% *}" ;;
-	*) go version -m "$BIN/$name" 2>/dev/null | grep -qE "^[[:space:]]+mod[[:space:]].*[[:space:]]${want}([[:space:]]|$)" ;;
+	consul)
+		out=$("$BIN/consul" version 2>/dev/null) || return 1
+		[[ $out == "Consul ${want%% *}"* ]]
+		;;
+	*)
+		# The main module's version as recorded by go install.
+		out=$(go version -m "$BIN/$name" 2>/dev/null) || return 1
+		[[ $'\n'$out$'\n' =~ $'\n'[[:space:]]+mod[[:space:]]+[^[:space:]]+[[:space:]]+"$want"[[:space:]] ]]
+		;;
 	esac
 }
 
@@ -217,10 +227,21 @@ exec 3<>"/dev/tcp/127.0.0.1/$0" || exit 1
 printf "PING\r\n" >&3
 IFS= read -r line <&3 && [[ $line == "+PONG"* ]]' "$1" 2>/dev/null
 }
-versitygw_ready() { http_get "$1" / | grep -q '^HTTP/1\.[01] '; }
-fakegcs_ready() { http_get "$1" /storage/v1/b | grep -q '^HTTP/1\.[01] 200'; }
-# A dev agent answers HTTP before it has elected itself; tests want a leader.
-consul_ready() { http_get "$1" /v1/status/leader | tail -n 1 | grep -q '"[^"]\+"'; }
+# Any HTTP answer will do: unsigned requests get 403.
+versitygw_ready() {
+	local r
+	r=$(http_get "$1" /) && [[ $r == "HTTP/1."[01]" "* ]]
+}
+fakegcs_ready() {
+	local r
+	r=$(http_get "$1" /storage/v1/b) && [[ $r == "HTTP/1."[01]" 200 "* ]]
+}
+# A dev agent answers HTTP before it has elected itself; tests want a leader,
+# so the body must be a non-empty JSON string rather than "".
+consul_ready() {
+	local r
+	r=$(http_get "$1" /v1/status/leader) && [[ $r == "HTTP/1."[01]" 200 "* && $r =~ \"[^\"]+\"[[:space:]]*$ ]]
+}
 
 # wait_ready polls check $2 on port $3 for backend $1 for up to 60 seconds.
 wait_ready() {
@@ -248,10 +269,46 @@ alive() {
 }
 
 BACKEND_PIDS=()
+# Leader of the process group started by run_session, if one is running.
+SESSIONS=()
+
+# run_session runs a command in a session (and process group) of its own and
+# waits for it. The wait returns at once on INT or TERM, and backends_stop then
+# takes down the whole group: go test, its test binaries and anything they started.
+run_session() {
+	if ! command -v setsid >/dev/null; then
+		"$@"
+		return
+	fi
+	local pid rc=0
+	# Not a group leader, so setsid execs in place and $! leads the new group.
+	setsid "$@" </dev/null &
+	pid=$!
+	SESSIONS+=("$pid")
+	wait "$pid" || rc=$?
+	SESSIONS=()
+	return "$rc"
+}
+
+stop_sessions() {
+	local pid i
+	for pid in "${SESSIONS[@]}"; do
+		[[ -n $pid ]] || continue
+		kill -TERM -- "-$pid" 2>/dev/null || continue
+		for ((i = 0; i < 100; i++)); do
+			alive "$pid" || break
+			sleep 0.1
+		done
+		kill -KILL -- "-$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	SESSIONS=()
+}
 
 backends_stop() {
 	local pid i
 	trap - EXIT INT TERM
+	stop_sessions
 	for pid in "${BACKEND_PIDS[@]}"; do
 		kill -TERM "$pid" 2>/dev/null || true
 	done
@@ -346,7 +403,7 @@ backends_start() {
 	export DEWY_TEST_GCS_ENDPOINT=http://127.0.0.1:$gcs_port
 	export DEWY_TEST_REQUIRE_BACKENDS=1
 	say "--- backends ready: redis $DEWY_TEST_REDIS_ADDR, s3 $DEWY_TEST_S3_ENDPOINT," \
-		"gcs $DEWY_TEST_GCS_ENDPOINT, consul $DEWY_TEST_CONSUL_ADDR"
+		"gcs $DEWY_TEST_GCS_ENDPOINT, consul $DEWY_TEST_CONSUL_ADDR (${SECONDS}s)"
 }
 
 # backend_skips prints "name: message" for each test in go test -v log $1 that

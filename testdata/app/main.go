@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -71,6 +72,11 @@ func run() error {
 	}
 
 	logEvent("start")
+	// As the parent set them, before listeners() consumes LISTEN_*.
+	var env strings.Builder
+	for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "SERVER_STARTER_PORT", "SERVER_STARTER_GENERATION", "NOTIFY_SOCKET"} {
+		fmt.Fprintf(&env, "%s=%s\n", k, os.Getenv(k))
+	}
 	if o.exitAtOnce {
 		logEvent("exit-at-once")
 		os.Exit(2)
@@ -93,6 +99,10 @@ func run() error {
 		w.Header().Set("X-Pid", strconv.Itoa(os.Getpid()))
 		fmt.Fprint(w, version)
 	})
+	mux.HandleFunc("/env", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Pid", strconv.Itoa(os.Getpid()))
+		fmt.Fprint(w, env.String())
+	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		if o.neverHealthy {
 			http.Error(w, "unhealthy", http.StatusServiceUnavailable)
@@ -113,8 +123,10 @@ func run() error {
 		fmt.Fprint(w, version)
 	})
 	srv := &http.Server{Handler: mux}
+	fresh := trackFresh(srv)
+	var serving sync.WaitGroup
 	for _, ln := range lns {
-		go srv.Serve(ln)
+		serving.Go(func() { srv.Serve(ln) })
 	}
 
 	if o.notify {
@@ -134,9 +146,56 @@ func run() error {
 
 	<-term
 	logEvent("stopping")
-	srv.Shutdown(context.Background()) // drains in-flight requests
+	// Shutdown alone can drop a connection: net/http closes, unanswered,
+	// a connection whose first request it reads after Shutdown began, and
+	// with sockets shared between generations there is always one being
+	// accepted. So: stop accepting, let every connection already accepted
+	// get its request read, then shut down, which waits for the answers.
+	srv.SetKeepAlivesEnabled(false)
+	for _, ln := range lns {
+		ln.Close()
+	}
+	serving.Wait() // every accepted connection is now tracked
+	fresh.wait(5 * time.Second)
+	srv.Shutdown(context.Background())
 	logEvent("exit")
 	return nil
+}
+
+// freshConns tracks connections accepted whose first request has not been
+// read yet.
+type freshConns struct {
+	mu    sync.Mutex
+	conns map[net.Conn]bool
+}
+
+func trackFresh(srv *http.Server) *freshConns {
+	f := &freshConns{conns: map[net.Conn]bool{}}
+	srv.ConnState = func(c net.Conn, st http.ConnState) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if st == http.StateNew {
+			f.conns[c] = true
+		} else {
+			delete(f.conns, c)
+		}
+	}
+	return f
+}
+
+// wait returns once no connection is fresh, or after at most d: a client
+// may connect and never send anything.
+func (f *freshConns) wait(d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		f.mu.Lock()
+		n := len(f.conns)
+		f.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // listeners returns the sockets the parent passed, by mode.

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// maxHealthyPollErrors is the streak of failed polls `dewy status` still
+// calls healthy: a registry hiccup or a rate limit is routine, and with the
+// poll loop's backoff three failures in a row mean minutes without an answer.
+const maxHealthyPollErrors = 3
+
+// statusCommand is `dewy status`: it asks the admin endpoint at addr
+// (host:port or unix:/path; "" for the default) and prints the answer as a
+// table, or as the raw JSON with jsonOut. healthy is false when dewy
+// answered but something needs attention; err is set only when it could
+// not be asked.
+func statusCommand(ctx context.Context, addr string, jsonOut bool, w io.Writer) (healthy bool, err error) {
+	if addr == "" {
+		addr = defaultAdminAddr
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	client, base := adminClient(addr)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/status", nil)
+	if err != nil {
+		return false, fmt.Errorf("status from %s: %w", addr, err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		// url.Error repeats the made-up URL; the dial error says enough.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return false, fmt.Errorf("status from %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return false, fmt.Errorf("status from %s: %w", addr, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return false, fmt.Errorf("status from %s: %s", addr, resp.Status)
+	}
+	var s statusJSON
+	if err := json.Unmarshal(body, &s); err != nil {
+		return false, fmt.Errorf("status from %s: not dewy's status: %w", addr, err)
+	}
+	problems := s.problems()
+	if jsonOut {
+		_, err = w.Write(body)
+	} else {
+		err = printStatus(w, s, problems)
+	}
+	if err != nil {
+		return false, fmt.Errorf("print status: %w", err)
+	}
+	return len(problems) == 0, nil
+}
+
+// adminClient returns a client for addr and the base URL to use with it.
+func adminClient(addr string) (*http.Client, string) {
+	path, isUnix := strings.CutPrefix(addr, "unix:")
+	if !isUnix {
+		return &http.Client{}, "http://" + addr
+	}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}
+	// The host is never dialled; it only fills the Host header.
+	return &http.Client{Transport: tr}, "http://localhost"
+}
+
+// problems says what makes s unhealthy; none means healthy.
+func (s statusJSON) problems() []string {
+	var p []string
+	if s.Current == "" {
+		p = append(p, "no current version")
+	}
+	if s.PollErrorStreak >= maxHealthyPollErrors {
+		p = append(p, fmt.Sprintf("%d failed polls in a row", s.PollErrorStreak))
+	}
+	if s.Command == "server" && s.ChildPID == 0 {
+		p = append(p, "application not running")
+	}
+	return p
+}
+
+// printStatus writes s as a short table. Ages are measured against the
+// snapshot's own time, so a skewed or remote clock does not distort them.
+func printStatus(w io.Writer, s statusJSON, problems []string) error {
+	var b strings.Builder
+	row := func(k, format string, args ...any) {
+		fmt.Fprintf(&b, "%-11s %s\n", k, fmt.Sprintf(format, args...))
+	}
+	row("dewy", "%s %s", s.DewyVersion, s.Command)
+	row("registry", "%s", s.Registry)
+	if s.Current == "" {
+		row("current", "none")
+	} else {
+		row("current", "%s since %s", s.Current, stamp(s.CurrentSince, s.Time))
+	}
+	if s.SHA256 != "" {
+		row("sha256", "%s", shortDigest(s.SHA256))
+	}
+	switch {
+	case s.LastPoll.IsZero():
+		row("last poll", "not yet")
+	case s.LastPollResult == "ok":
+		row("last poll", "ok, %s ago", age(s.Time.Sub(s.LastPoll)))
+	default:
+		row("last poll", "error, %s ago (%d in a row)", age(s.Time.Sub(s.LastPoll)), s.PollErrorStreak)
+	}
+	if !s.NextPoll.IsZero() {
+		if d := s.NextPoll.Sub(s.Time); d > 0 {
+			row("next poll", "in %s", age(d))
+		} else {
+			row("next poll", "due")
+		}
+	}
+	if s.LastError != "" {
+		row("last error", "%s (%s ago)", s.LastError, age(s.Time.Sub(s.LastErrorAt)))
+	}
+	for _, f := range s.Failed {
+		row("failed", "%s: %s", f.Version, f.Reason)
+	}
+	if s.Command == "server" {
+		if s.ChildPID == 0 {
+			row("child", "not running (%s)", plural(s.Restarts, "restart"))
+		} else {
+			row("child", "pid %d, generation %d, %s", s.ChildPID, s.Generation, plural(s.Restarts, "restart"))
+		}
+	}
+	if len(s.Listeners) > 0 {
+		row("listeners", "%s", strings.Join(s.Listeners, ", "))
+	}
+	if s.Cache != "" {
+		row("cache", "%s", s.Cache)
+	}
+	if s.LeaseHolder != "" {
+		row("lease", "%s", s.LeaseHolder)
+	}
+	if len(problems) == 0 {
+		row("health", "ok")
+	} else {
+		row("health", "UNHEALTHY: %s", strings.Join(problems, "; "))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func stamp(t, now time.Time) string {
+	if t.IsZero() {
+		return "unknown"
+	}
+	return fmt.Sprintf("%s (%s ago)", t.Format("2006-01-02 15:04:05 -0700"), age(now.Sub(t)))
+}
+
+// age rounds d to the two largest units that matter to a person.
+func age(d time.Duration) string {
+	d = max(d, 0)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%02ds", int(d/time.Minute), int(d%time.Minute/time.Second))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d/time.Hour), int(d%time.Hour/time.Minute))
+	}
+	return fmt.Sprintf("%dd%02dh", int(d/(24*time.Hour)), int(d%(24*time.Hour)/time.Hour))
+}
+
+func shortDigest(s string) string {
+	if len(s) > 12 {
+		return s[:12] + "…"
+	}
+	return s
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
