@@ -39,9 +39,11 @@ type deployer struct {
 	// it must not block.
 	emit func(deployEvent)
 	// slot holds a fleet-wide deploy slot for the swap; nil = no fleet limit.
-	slot func(ctx context.Context) (release func(), err error)
-	app  string // name used in notifications
-	user string // who dewy runs as, for the audit log
+	slot  func(ctx context.Context) (release func(), err error)
+	app   string // name used in notifications
+	user  string // who dewy runs as, for the audit log
+	cache *cacheSetup
+	fleet string // the application's key in a shared cache
 }
 
 // event fills in what every event of this deployer shares.
@@ -157,18 +159,32 @@ func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (
 		return fmt.Errorf("deploy %s: %w", rel.Tag, err)
 	}
 
-	tmp := filepath.Join(d.cfg.Root, dewyDir, "tmp")
-	path, sum, size, err := download(ctx, store, u, tmp, log)
-	if err != nil {
-		return fmt.Errorf("deploy %s: %w", rel.Tag, err)
-	}
-	defer os.Remove(path)
-	ev.SHA256 = sum
 	if a.SHA256 != "" && want == "" {
 		want, from2 = strings.ToLower(a.SHA256), "the registry"
 	}
+	var path, sum string
+	var size int64
+	if p, ok := d.cacheArtifact(ctx, rel.Tag, a.Name, want); ok {
+		// Same bytes as before (a rollback, a restart, a second dewy):
+		// the cache re-hashed them against the published digest.
+		path, sum = p, want
+		log.Info("artifact found in cache", "asset", a.Name)
+	} else {
+		tmp := filepath.Join(d.cfg.Root, dewyDir, "tmp")
+		path, sum, size, err = download(ctx, store, u, tmp, log)
+		if err != nil {
+			return fmt.Errorf("deploy %s: %w", rel.Tag, err)
+		}
+		defer os.Remove(path)
+	}
+	ev.SHA256 = sum
 	if want != "" && want != sum {
 		return fmt.Errorf("deploy %s: %w: %w", rel.Tag, errVerify, &checksumMismatchError{Asset: a.Name, Want: want, Got: sum, From: from2})
+	}
+	if size > 0 && d.cache != nil {
+		if err := d.cache.keepArtifact(ctx, rel.Tag, a.Name, sum, path); err != nil {
+			log.Warn("could not keep the artifact in the cache", "err", err)
+		}
 	}
 
 	dir, err := d.unpack(rel.Tag, a.Name, path, sum)
@@ -222,14 +238,13 @@ func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (
 	d.state.Current, d.state.CurrentDir = rel.Tag, dir
 	d.state.Asset, d.state.SHA256, d.state.DeployedAt = a.Name, sum, d.now()
 	delete(d.state.Failed, rel.Tag)
-	if err := d.state.save(d.cfg.Root); err != nil {
-		log.Error("deployed, but could not save state", "err", err)
-	}
+	d.saveState(ctx)
 	if removed, err := pruneReleases(d.cfg.Root, d.cfg.Keep, dir, prevDir); err != nil {
 		log.Warn("could not prune old releases", "err", err)
 	} else if len(removed) > 0 {
 		log.Info("pruned old releases", "removed", strings.Join(removed, ","))
 	}
+	d.pruneArtifacts(ctx)
 	log.Info(fmt.Sprintf("deployed %s (sha256 %s…) in %s", rel.Tag, sum[:12], d.now().Sub(start).Round(time.Millisecond)),
 		"from", orNone(from), "bytes", size)
 	return nil
@@ -293,8 +308,46 @@ func (d *deployer) recordFailure(tag string, a asset, err error) {
 	wait := verifyBackoffMin << min(f.Attempts-1, 16)
 	f.NotBefore = d.now().Add(min(wait, verifyBackoffMax))
 	d.state.Failed[tag] = f
+	d.saveState(context.Background())
+}
+
+// saveState writes the state file and, with a shared cache, this host's copy there.
+func (d *deployer) saveState(ctx context.Context) {
 	if err := d.state.save(d.cfg.Root); err != nil {
 		d.log.Error("could not save state", "err", err)
+	}
+	if d.cache != nil {
+		if err := d.cache.saveState(ctx, d.fleet, d.cfg.HostID, d.state); err != nil {
+			d.log.Warn("could not save state to the cache", "err", err)
+		}
+	}
+}
+
+func (d *deployer) cacheArtifact(ctx context.Context, tag, name, want string) (string, bool) {
+	if d.cache == nil || want == "" {
+		return "", false
+	}
+	return d.cache.artifact(ctx, tag, name, want)
+}
+
+// pruneArtifacts drops cached artifacts of releases no longer on disk, so a
+// rollback still finds its bytes.
+func (d *deployer) pruneArtifacts(ctx context.Context) {
+	if d.cache == nil {
+		return
+	}
+	ents, err := os.ReadDir(filepath.Join(d.cfg.Root, releasesDir))
+	if err != nil {
+		return
+	}
+	var tags []string
+	for _, e := range ents {
+		if e.IsDir() && !strings.Contains(e.Name(), tmpMarker) {
+			tags = append(tags, tagOfDir(e.Name()))
+		}
+	}
+	if _, err := d.cache.pruneArtifacts(ctx, tags); err != nil {
+		d.log.Warn("could not prune cached artifacts", "err", err)
 	}
 }
 

@@ -62,7 +62,23 @@ func run(ctx context.Context, cfg *config) error {
 	if err != nil {
 		return &usageError{fmt.Sprintf("--registry %q: %v", redactRaw(cfg.RegistryRaw), err)}
 	}
+	cs, err := newCache(ctx, cfg.Cache, cfg.Root, os.Getenv, log.With("component", "cache"))
+	if err != nil {
+		return &usageError{fmt.Sprintf("--cache %q: %v", redactRaw(cfg.Cache), err)}
+	}
+	defer cs.close()
+	fleet := fleetApp(cfg.Registry)
+	if state.Current == "" {
+		// A host whose disk state is gone (a rebuilt VM) learns from the
+		// shared cache what it ran, but current on disk stays the truth.
+		if s, err := cs.loadState(ctx, fleet, cfg.HostID); err == nil && s.Current != "" && s.CurrentDir != "" {
+			if _, err := os.Stat(filepath.Join(cfg.Root, releasesDir, s.CurrentDir)); err == nil {
+				state = s
+			}
+		}
+	}
 	stores := &storeSet{reg: reg, regScheme: cfg.Registry.Scheme, getenv: os.Getenv, log: log, ctx: ctx}
+	reg = cs.wrapRegistry(reg, cfg.Registry.String())
 	notes, err := newNotifyQueue(cfg.Notifiers, os.Getenv, log.With("component", "notify"))
 	if err != nil {
 		return &usageError{err.Error()}
@@ -91,7 +107,8 @@ func run(ctx context.Context, cfg *config) error {
 		notes.notify(e)
 	}
 	d := &deployer{cfg: cfg, log: log, reg: reg, state: state, storeFor: stores.storeFor, now: timeNow, act: noActivation{},
-		emit: emit, app: appName(cfg.Registry), user: currentUser()}
+		emit: emit, app: appName(cfg.Registry), user: currentUser(), cache: cs, fleet: fleet}
+	d.slot = func(ctx context.Context) (func(), error) { return cs.acquireSlot(ctx, fleet, cfg.HostID) }
 
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()

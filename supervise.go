@@ -53,12 +53,12 @@ var errStopped = errors.New("supervisor stopped")
 //     handler answer there without change; an app that serves only the
 //     sockets it recognises never gets ready, which fails loudly rather than
 //     swapping on someone else's answer.
-//   - otherwise the child may say READY=1 on its own NOTIFY_SOCKET, which
-//     dewy opens per generation and believes only from the child's pid
-//     (see notifySocket and execShim).
-//   - otherwise the child is ready once it has stayed up for ReadyDelay.
-//     Once any generation has said READY=1, later ones must say it too:
-//     the app has shown it knows how, and a premature swap is worse than a
+//   - otherwise it is ready when it says READY=1 on its own NOTIFY_SOCKET,
+//     which dewy opens per generation and believes only from the child's
+//     pid (see notifySocket and execShim), or when it has stayed up for
+//     ReadyDelay, whichever comes first. Once any generation has said
+//     READY=1, later ones must say it and ReadyDelay no longer counts: the
+//     app has shown it knows how, and a premature swap is worse than a
 //     slower one.
 type supervisor struct {
 	cfg serverConfig

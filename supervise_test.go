@@ -51,8 +51,8 @@ func TestMain(m *testing.M) {
 
 // runAsSupervisor is a minimal `dewy server`: it supervises
 // $DEWY_TEST_SUP_CMD on $DEWY_TEST_SUP_PORTS (or on the sockets systemd's
-// convention hands it), says READY=1 and prints "ready" once the first
-// generation serves, and stops on SIGTERM.
+// convention hands it), says READY=1 (and "ready" on stdout when asked)
+// once the first generation serves, and stops on SIGTERM.
 func runAsSupervisor() int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("as", "test-supervisor")
 	var ports []string
@@ -84,7 +84,9 @@ func runAsSupervisor() int {
 	if err := sdNotify("READY=1"); err != nil {
 		log.Error("sd_notify", "err", err)
 	}
-	fmt.Println("ready")
+	if os.Getenv("DEWY_TEST_SUP_SAY_READY") != "" {
+		fmt.Println("ready")
+	}
 	if err := <-done; err != nil {
 		log.Error("run", "err", err)
 		return 1
@@ -596,12 +598,13 @@ func TestSupervisorBadRelease(t *testing.T) {
 		{name: "never healthy", flags: []string{"-never-healthy"}, fresh: 2,
 			cfg:     func(c *serverConfig) { c.HealthTimeout = 2 * time.Second },
 			wantErr: "not ready within 2s: GET /healthz: 503 Service Unavailable"},
-		// Without a health path it must stay up ReadyDelay. A crash
-		// drops the requests the crashing process had accepted itself,
-		// which no supervisor can save, so only keep-alive clients here:
-		// they stay with the old generation.
+		// Without a health path it must stay up ReadyDelay (4s, leaving
+		// room for a slow start). A crash drops the requests the
+		// crashing process had accepted itself, which no supervisor can
+		// save, so only keep-alive clients here: they stay with the old
+		// generation.
 		{name: "crashes after 2s", flags: []string{"-crash-after=2s"},
-			cfg:     func(c *serverConfig) { c.HealthPath = ""; c.ReadyDelay = 3 * time.Second },
+			cfg:     func(c *serverConfig) { c.HealthPath = ""; c.ReadyDelay = 4 * time.Second },
 			wantErr: "exited before it was ready: exit status 3"},
 	}
 	for _, tt := range tests {
@@ -776,11 +779,12 @@ func TestSupervisorKill(t *testing.T) {
 // Without sockets the old generation is gone before the new one starts.
 func TestSupervisorNoPorts(t *testing.T) {
 	e := newTestEnv(t)
-	e.release(t, "v1", "v1")
-	e.release(t, "v2", "v2")
+	e.release(t, "v1", "v1", "-notify")
+	e.release(t, "v2", "v2", "-notify")
 	e.use(t, "v1")
 	cfg := e.config()
 	cfg.HealthPath = ""
+	cfg.ReadyDelay = time.Hour // ready means READY=1: the app has started
 	s := startSupervisor(t, cfg, nil)
 	s.activate(t, "v1")
 	e.use(t, "v2")
@@ -888,6 +892,7 @@ func TestSupervisorSIGKILLLeavesNoOrphan(t *testing.T) {
 	cmd.Env = append(os.Environ(),
 		"DEWY_TEST_AS_SUPERVISOR=1",
 		"DEWY_TEST_SUP_PORTS="+addr,
+		"DEWY_TEST_SUP_SAY_READY=1",
 		"DEWY_TEST_SUP_CMD="+filepath.Join(e.root, "current", "app"),
 		"APP_START_LOG="+e.eventLog)
 	cmd.Stderr = os.Stderr

@@ -356,10 +356,11 @@ backends_start() {
 	[[ -n $consul_server ]] || die "no free ports"
 
 	say "--- starting redis-server, versitygw, fake-gcs-server, consul in $DEWY_TEST_TMP"
-	redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
-		--daemonize yes --pidfile "$DEWY_TEST_TMP/redis.pid" \
-		--dir "$DEWY_TEST_TMP" --logfile "$DEWY_TEST_TMP/logs/redis-server.log" ||
-		die "redis-server failed to start"
+	# In the foreground of its own background job rather than --daemonize: as
+	# our child it is reaped the moment it stops, so nothing is left behind.
+	start redis-server redis-server --port "$redis_port" --bind 127.0.0.1 --save '' \
+		--appendonly no --daemonize no --dir "$DEWY_TEST_TMP"
+	local redis_pid=$!
 
 	local s3_access=dewytest s3_secret=dewytestsecret
 	start versitygw env ROOT_ACCESS_KEY="$s3_access" ROOT_SECRET_KEY="$s3_secret" \
@@ -377,16 +378,7 @@ backends_start() {
 		-server-port "$consul_server" -data-dir "$DEWY_TEST_TMP/consul" -log-level warn
 	local consul_pid=$!
 
-	# redis daemonizes; its pid file appears once it is up.
-	local i
-	for ((i = 0; i < 100; i++)); do
-		[[ -s $DEWY_TEST_TMP/redis.pid ]] && break
-		sleep 0.1
-	done
-	if [[ -s $DEWY_TEST_TMP/redis.pid ]]; then
-		BACKEND_PIDS+=("$(<"$DEWY_TEST_TMP/redis.pid")")
-	fi
-	wait_ready redis-server redis_ready "$redis_port"
+	wait_ready redis-server redis_ready "$redis_port" "$redis_pid"
 	wait_ready versitygw versitygw_ready "$s3_port" "$s3_pid"
 	wait_ready fake-gcs-server fakegcs_ready "$gcs_port" "$gcs_pid"
 	wait_ready consul consul_ready "$consul_http" "$consul_pid"
