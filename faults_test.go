@@ -256,6 +256,7 @@ func bigSiteRelease(t *testing.T, tag string, size int) map[string][]byte {
 // and deploy on a later one once the fault clears.
 func TestFaultDownload(t *testing.T) {
 	const art = "site_2.0.0_linux_amd64.tar.gz"
+	v1files, v2files := siteRelease(t, "v1.0.0"), bigSiteRelease(t, "v2.0.0", 512<<10)
 	for _, tc := range []struct {
 		name       string
 		faults     []fault
@@ -281,12 +282,12 @@ func TestFaultDownload(t *testing.T) {
 			d := newTestDeployer(t, reg, root)
 			now := time.Now()
 			d.now = func() time.Time { return now }
-			v1 := fs.publish("v1.0.0", siteRelease(t, "v1.0.0"))
+			v1 := fs.publish("v1.0.0", v1files)
 			reg.set([]release{v1}, nil)
 			if _, err := d.check(t.Context()); err != nil {
 				t.Fatalf("deploy v1.0.0: %v", err)
 			}
-			v2 := fs.publish("v2.0.0", bigSiteRelease(t, "v2.0.0", 1<<20))
+			v2 := fs.publish("v2.0.0", v2files)
 			reg.set([]release{v1, v2}, nil)
 			fs.inject("v2.0.0", art, tc.faults...)
 
