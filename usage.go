@@ -6,6 +6,7 @@ Usage:
   dewy server [flags] -- COMMAND [ARGS...]   run COMMAND and keep it on the newest release
   dewy assets [flags]                        keep static files on the newest release
   dewy -c dewy.toml [flags]                  take everything, the command included, from a file
+  dewy history [--root DIR] [-n 20]          print the audit log, newest first
   dewy version                               print the version
   dewy help                                  print this text
 
@@ -30,6 +31,7 @@ Flags for both commands (flags override DEWY_* variables, which override the fil
   --retry-failed            try again releases that failed their health check
   --max-unpack-size SIZE    largest unpacked release (default 4GiB)
   --max-unpack-entries N    most files in one release (default 100000)
+  --audit-log FILE          audit log (default ROOT/audit.jsonl)
   -c, --config FILE         TOML settings (see dewy.toml.example)
 
 Flags for assets:
@@ -43,6 +45,7 @@ Flags for server:
   --drain-timeout D         how long the old process may take to exit (default 30s)
   --stop-signal SIG         signal that asks the application to stop (default SIGTERM)
 
-Environment: GITHUB_TOKEN or GH_TOKEN, GITHUB_API_URL, DEWY_<SETTING> for any setting above.
+Environment: GITHUB_TOKEN or GH_TOKEN, GITHUB_API_URL, SLACK_TOKEN, DEWY_GRPC_TOKEN,
+AWS_* and GOOGLE_APPLICATION_CREDENTIALS for buckets, DEWY_<SETTING> for any setting above.
 Signals: SIGHUP restarts the application gracefully; SIGUSR1 polls now; SIGTERM/SIGINT stop.
 `
