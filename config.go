@@ -182,7 +182,7 @@ func settings() []setting {
 			return nil
 		}},
 		{key: "health_timeout", commands: serverOnly, usage: "how long a new release may take to become ready", set: positiveDuration(func(c *config) *time.Duration { return &c.Server.HealthTimeout })},
-		{key: "ready_delay", commands: serverOnly, usage: "wait after the first TCP connect when there is no health check", set: func(c *config, v string) error {
+		{key: "ready_delay", commands: serverOnly, usage: "without a health path or READY=1: how long a new process must stay up", set: func(c *config, v string) error {
 			d, err := parseDuration(v)
 			if err == nil && d < 0 {
 				err = errors.New("must not be negative")

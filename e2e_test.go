@@ -51,7 +51,7 @@ func e2eTarGz(t *testing.T, files map[string]string) []byte {
 	tw := tar.NewWriter(gz)
 	for name, body := range files {
 		mode := int64(0o644)
-		if strings.HasSuffix(name, ".sh") {
+		if strings.HasSuffix(name, ".sh") || name == "app" {
 			mode = 0o755
 		}
 		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: mode, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {

@@ -89,7 +89,7 @@ func newGCSRegistry(ctx context.Context, u *url.URL, getenv func(string) string,
 		client: client,
 		bucket: bucket,
 		prefix: prefix,
-		log:    log.With("registry", "gcs", "bucket", bucket, "prefix", prefix),
+		log:    log.With("bucket", bucket, "prefix", prefix),
 	}, nil
 }
 

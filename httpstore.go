@@ -20,7 +20,6 @@ import (
 // plaintext download could be swapped in transit.
 type httpStore struct {
 	client *http.Client
-	log    *slog.Logger
 }
 
 var _ artifactStore = (*httpStore)(nil)
@@ -40,20 +39,22 @@ func newHTTPStore(log *slog.Logger) *httpStore {
 	return &httpStore{
 		// No Client.Timeout: it would cap the whole body, and artifacts may
 		// be large. The caller's ctx bounds the transfer.
-		client: &http.Client{Transport: t, CheckRedirect: checkHTTPRedirect},
-		log:    log.With("store", "http"),
+		client: &http.Client{Transport: t, CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			return checkHTTPRedirect(log, req, via)
+		}},
 	}
 }
 
 // checkHTTPRedirect applies the scheme rule to every hop, so that an https
 // URL cannot be redirected to plaintext.
-func checkHTTPRedirect(req *http.Request, via []*http.Request) error {
+func checkHTTPRedirect(log *slog.Logger, req *http.Request, via []*http.Request) error {
 	if len(via) > httpMaxRedirects {
 		return fmt.Errorf("more than %d redirects", httpMaxRedirects)
 	}
 	if err := checkHTTPScheme(req.URL); err != nil {
 		return fmt.Errorf("redirect to %s: %w", redactURL(req.URL), err)
 	}
+	log.DebugContext(req.Context(), "following redirect", "from", redactURL(via[len(via)-1].URL), "to", redactURL(req.URL))
 	return nil
 }
 

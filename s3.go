@@ -89,7 +89,7 @@ func newS3Registry(ctx context.Context, u *url.URL, getenv func(string) string, 
 			t.TLSHandshakeTimeout = 10 * time.Second
 			t.ResponseHeaderTimeout = 30 * time.Second
 		})
-	log = log.With("registry", "s3", "bucket", bucket, "prefix", prefix)
+	log = log.With("bucket", bucket, "prefix", prefix)
 	opts := []func(*awsconfig.LoadOptions) error{
 		awsconfig.WithRegion(region),
 		// The SDK writes notes such as "response has no supported checksum"

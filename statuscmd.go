@@ -68,19 +68,20 @@ func statusCommand(ctx context.Context, addr string, jsonOut bool, w io.Writer) 
 }
 
 // adminClient returns a client for addr and the base URL to use with it.
+// It never goes through an HTTP proxy from the environment: the admin
+// endpoint is on this host or one the operator named.
 func adminClient(addr string) (*http.Client, string) {
-	path, isUnix := strings.CutPrefix(addr, "unix:")
-	if !isUnix {
-		return &http.Client{}, "http://" + addr
-	}
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+	tr := &http.Transport{DisableKeepAlives: true} // one request per run
+	base := "http://" + addr
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", path)
-		},
+		}
+		// The host is never dialled; it only fills the Host header.
+		base = "http://localhost"
 	}
-	// The host is never dialled; it only fills the Host header.
-	return &http.Client{Transport: tr}, "http://localhost"
+	return &http.Client{Transport: tr}, base
 }
 
 // problems says what makes s unhealthy; none means healthy.

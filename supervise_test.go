@@ -38,14 +38,10 @@ func TestMain(m *testing.M) {
 	if os.Getenv("DEWY_TEST_AS_SUPERVISOR") != "" {
 		os.Exit(runAsSupervisor())
 	}
-	dir, err := os.MkdirTemp("", "dewy-test-apps-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	appBuildDir = dir
 	code := m.Run()
-	os.RemoveAll(dir)
+	if appBuildDir != "" {
+		os.RemoveAll(appBuildDir)
+	}
 	os.Exit(code)
 }
 
@@ -104,6 +100,12 @@ var (
 func buildApps(tb testing.TB) {
 	tb.Helper()
 	buildOnce.Do(func() {
+		// Removed by TestMain; made here so that test processes that
+		// build nothing leave nothing behind.
+		appBuildDir, buildErr = os.MkdirTemp("", "dewy-test-apps-")
+		if buildErr != nil {
+			return
+		}
 		for _, v := range []string{"v1", "v2"} {
 			out := filepath.Join(appBuildDir, v, "app")
 			cmd := exec.Command("go", "build", "-ldflags", "-X main.version="+v, "-o", out, "./testdata/app")

@@ -41,7 +41,7 @@ Flags for server:
   -p, --port LISTEN         8000, 8000-8003, 127.0.0.1:8000, [::1]:8000, unix:/path (repeatable)
   --health-path PATH        HTTP path that answers 2xx when the new process is ready
   --health-timeout D        how long a new release may take to become ready (default 30s)
-  --ready-delay D           wait after the first connect when there is no health path (default 1s)
+  --ready-delay D           without a health path or READY=1: how long a new process must stay up (default 1s)
   --drain-timeout D         how long the old process may take to exit (default 30s)
   --stop-signal SIG         signal that asks the application to stop (default SIGTERM)
 

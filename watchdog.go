@@ -41,6 +41,18 @@ func notifyReloading() {
 	sdNotify(msg)
 }
 
+// reloadNotified runs restart between RELOADING=1 and READY=1, for SIGHUP
+// and POST /restart alike. READY=1 follows a failed restart too: the
+// previous process keeps serving, and systemd would otherwise wait for the
+// reload to end until its timeout. status is asked afterwards, so it can
+// name the release that serves then.
+func reloadNotified(ctx context.Context, restart func(context.Context) error, status func() string) error {
+	notifyReloading()
+	err := restart(ctx)
+	notifyReady(status())
+	return err
+}
+
 // notifyStopping says dewy has begun to shut down.
 func notifyStopping() { sdNotify("STOPPING=1") }
 

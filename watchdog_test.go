@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -78,6 +79,27 @@ func TestWatchdogSdNotifyMessages(t *testing.T) {
 	notifyStopping()
 	if got := nextDatagram(t, c); got != "STOPPING=1" {
 		t.Errorf("notifyStopping = %q, want STOPPING=1", got)
+	}
+}
+
+func TestWatchdogSdNotifyReload(t *testing.T) {
+	c := fakeServiceManager(t)
+	for _, restartErr := range []error{nil, errors.New("activate v1.2.0: not ready within 30s")} {
+		restarted := false
+		err := reloadNotified(context.Background(), func(context.Context) error {
+			// The service manager must hear RELOADING=1 before the restart begins.
+			if got := nextDatagram(t, c); !strings.HasPrefix(got, "RELOADING=1\nMONOTONIC_USEC=") {
+				t.Errorf("before the restart: %q, want RELOADING=1 with MONOTONIC_USEC", got)
+			}
+			restarted = true
+			return restartErr
+		}, func() string { return "serving v1.2.0" })
+		if !restarted || err != restartErr {
+			t.Errorf("reloadNotified = %v (restarted %v), want %v from the restart", err, restarted, restartErr)
+		}
+		if got, want := nextDatagram(t, c), "READY=1\nSTATUS=serving v1.2.0"; got != want {
+			t.Errorf("after a restart returning %v: %q, want %q", restartErr, got, want)
+		}
 	}
 }
 

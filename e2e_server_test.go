@@ -1,0 +1,97 @@
+package main
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// appRelease packs a build of testdata/app (v1 or v2) as a release for this
+// host; flags go into app.flags, which the app reads at start.
+func appRelease(t *testing.T, tag, build string, flags ...string) map[string][]byte {
+	t.Helper()
+	bin, err := os.ReadFile(filepath.Join(appBuildDir, build, "app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{"app": string(bin)}
+	if len(flags) > 0 {
+		files["app.flags"] = strings.Join(flags, " ")
+	}
+	art := e2eTarGz(t, files)
+	name := "app_" + strings.TrimPrefix(tag, "v") + "_linux_amd64.tar.gz"
+	return map[string][]byte{name: art, "checksums.txt": []byte(sha256Hex(art) + "  " + name + "\n")}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// The whole product under load: dewy deploys from a registry, a release
+// that never becomes healthy is rolled back with current pointing at the
+// old one, and a good release after it goes live; no request fails.
+func TestE2EServerRollbackUnderLoad(t *testing.T) {
+	buildApps(t)
+	reg, root := t.TempDir(), t.TempDir()
+	addr := freeAddr(t)
+	publishDir(t, reg, []suiteRelease{{Tag: "v1.0.0", Files: appRelease(t, "v1.0.0", "v1")}})
+
+	cmd := exec.Command(dewyBinary(t), "server", "--registry", "file://"+reg, "--root", root,
+		"-p", addr, "--health-path", "/healthz", "--health-timeout", "3s", "--drain-timeout", "5s", "-i", "1h",
+		"--", filepath.Join(root, "current", "app"))
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitFor(t, &out, "deployed v1.0.0")
+	url := "http://" + addr + "/"
+	if body, _ := get(t, url); !strings.Contains(body, "v1") {
+		t.Fatalf("v1.0.0 live but answers %q", body)
+	}
+	l := startLoad(t, url, 4, 1, false)
+
+	publishDir(t, reg, []suiteRelease{{Tag: "v2.0.0", Files: appRelease(t, "v2.0.0", "v2", "-never-healthy")}})
+	cmd.Process.Signal(syscall.SIGUSR1)
+	waitFor(t, &out, "rolled back to v1.0.0")
+	if target, _ := os.Readlink(filepath.Join(root, "current")); target != filepath.Join("releases", "v1.0.0") {
+		t.Fatalf("after rollback current -> %q, want releases/v1.0.0", target)
+	}
+	if body, _ := get(t, url); !strings.Contains(body, "v1") {
+		t.Fatalf("after rollback the service answers %q, want v1", body)
+	}
+	// The failed release is not tried again on the next poll.
+	cmd.Process.Signal(syscall.SIGUSR1)
+	publishDir(t, reg, []suiteRelease{{Tag: "v2.1.0", Files: appRelease(t, "v2.1.0", "v2")}})
+	cmd.Process.Signal(syscall.SIGUSR1)
+	waitFor(t, &out, "deployed v2.1.0")
+	if n := strings.Count(out.String(), "deploying v2.0.0"); n != 1 {
+		t.Fatalf("v2.0.0 deployed %d times, want once", n)
+	}
+	if body, _ := get(t, url); !strings.Contains(body, "v2") {
+		t.Fatalf("v2.1.0 live but answers %q", body)
+	}
+	l.check(t, 20)
+
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("dewy exit after SIGTERM: %v\n%s", err, out.String())
+	}
+	hist := runDewy(t, nil, "history", "--root", root)
+	for _, want := range []string{"rolled_back", "v2.0.0", "deployed", "v2.1.0", "stopped"} {
+		if !strings.Contains(hist.out, want) {
+			t.Errorf("dewy history lacks %q:\n%s", want, hist.out)
+		}
+	}
+}
