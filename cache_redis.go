@@ -36,6 +36,10 @@ var (
 // q. Without a password in the URL, REDISCLI_AUTH (redis-cli's variable)
 // supplies one, which keeps it off the command line.
 func newRedisCache(u *url.URL, q url.Values, getenv func(string) string, timeout time.Duration) (*redisCache, error) {
+	if u.Host == "" {
+		// go-redis would quietly use localhost:6379; say which host instead.
+		return nil, fmt.Errorf("want %s://host:port/db", u.Scheme)
+	}
 	prefix := "dewy"
 	if q.Has("prefix") {
 		prefix = strings.Trim(q.Get("prefix"), "/")

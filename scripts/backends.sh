@@ -6,13 +6,16 @@ VERSITYGW_VERSION=v1.8.0
 FAKE_GCS_VERSION=v1.56.1
 CONSUL_VERSION=v1.22.7
 # consul's go.mod replaces its api module with a sibling directory that is not
-# part of the published module, so the build pins the api release of the same date.
+# part of the published module, so the build requires this published api release.
 CONSUL_API_VERSION=v1.34.1
 
 DEWY_TEST_CACHE=${DEWY_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dewy-test}
 BIN=$DEWY_TEST_CACHE/bin
 STAMPS=$DEWY_TEST_CACHE/stamps
 export DEWY_TEST_CACHE
+
+# Tool name to PID (and process group) of its background build.
+declare -gA BUILDS=()
 
 say() { printf '%s\n' "$*" >&2; }
 die() {
@@ -128,33 +131,42 @@ ensure_tool() {
 	}
 }
 
+# in_background starts one of this file's functions in a process group of its
+# own; $! is then its PID and the group's ID.
+in_background() {
+	local lib=${BASH_SOURCE[0]}
+	if command -v setsid >/dev/null; then
+		# shellcheck disable=SC2016 # expanded by the inner shell
+		setsid bash -c 'set -euo pipefail; source "$0"; "$@"' "$lib" "$@" </dev/null >&2 &
+	else
+		"$@" </dev/null >&2 &
+	fi
+}
+
 backends_install() {
 	command -v go >/dev/null || die "go is not on PATH"
 	mkdir -p "$BIN" "$STAMPS" "$DEWY_TEST_CACHE/logs"
 
 	# Concurrent runs share the cache; only one of them builds.
 	exec 9>"$DEWY_TEST_CACHE/install.lock"
-	if command -v flock >/dev/null; then
+	if command -v flock >/dev/null && ! flock -n 9; then
+		say "--- waiting for another scripts/test run to finish building tools"
 		flock 9
 	fi
 
-	# Interrupted mid-build: take the background builds down too.
-	BUILDERS=()
-	trap 'kill "${BUILDERS[@]}" 2>/dev/null' EXIT
+	# Interrupted mid-build: take the background builds, compilers and all, down too.
+	trap 'for pid in "${BUILDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null; done' EXIT
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
-	local -A builds=()
-	ensure_tool versitygw "$VERSITYGW_VERSION" \
-		build_go_tool versitygw github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_VERSION" &
-	builds[versitygw]=$!
-	BUILDERS+=("$!")
-	ensure_tool fake-gcs-server "$FAKE_GCS_VERSION" \
-		build_go_tool fake-gcs-server github.com/fsouza/fake-gcs-server "$FAKE_GCS_VERSION" &
-	builds[fake-gcs-server]=$!
-	BUILDERS+=("$!")
-	ensure_tool consul "$CONSUL_VERSION api=$CONSUL_API_VERSION" build_consul &
-	builds[consul]=$!
-	BUILDERS+=("$!")
+	BUILDS=()
+	in_background ensure_tool versitygw "$VERSITYGW_VERSION" \
+		build_go_tool versitygw github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_VERSION"
+	BUILDS[versitygw]=$!
+	in_background ensure_tool fake-gcs-server "$FAKE_GCS_VERSION" \
+		build_go_tool fake-gcs-server github.com/fsouza/fake-gcs-server "$FAKE_GCS_VERSION"
+	BUILDS[fake-gcs-server]=$!
+	in_background ensure_tool consul "$CONSUL_VERSION api=$CONSUL_API_VERSION" build_consul
+	BUILDS[consul]=$!
 
 	# Debian packages meanwhile: redis, and a C compiler for -race.
 	local pkgs=()
@@ -168,8 +180,8 @@ backends_install() {
 	command -v redis-server >/dev/null || die "redis-server is still not on PATH"
 
 	local name failed=()
-	for name in "${!builds[@]}"; do
-		wait "${builds[$name]}" || failed+=("$name")
+	for name in "${!BUILDS[@]}"; do
+		wait "${BUILDS[$name]}" || failed+=("$name")
 	done
 	for name in "${failed[@]}"; do
 		say "--- building $name failed; last lines of $DEWY_TEST_CACHE/logs/$name.log:"
