@@ -41,7 +41,10 @@ type config struct {
 	FailureHook string
 	HookTimeout time.Duration
 
-	AuditLog string
+	AuditLog    string
+	Admin       string // admin HTTP endpoint; "" = off
+	AdminPublic bool
+	JSON        bool // dewy status --json
 	History  int // dewy history: rows to print
 
 	Once            bool
@@ -147,6 +150,11 @@ func settings() []setting {
 			c.AuditLog = v // empty: the default
 			return nil
 		}},
+		{key: "admin", usage: "admin HTTP endpoint: 127.0.0.1:17539 or unix:/run/dewy.sock (off by default)", set: func(c *config, v string) error {
+			c.Admin = v
+			return nil
+		}},
+		{key: "admin_public", bool: true, usage: "allow --admin on a non-loopback address", set: boolSetter(func(c *config) *bool { return &c.AdminPublic })},
 		{key: "before_deploy_hook", usage: "shell command run before a release is swapped in", set: hookSetter(func(c *config) *string { return &c.BeforeHook })},
 		{key: "after_deploy_hook", usage: "shell command run once a new release is live", set: hookSetter(func(c *config) *string { return &c.AfterHook })},
 		{key: "on_failure_hook", usage: "shell command run when a deploy fails", set: hookSetter(func(c *config) *string { return &c.FailureHook })},
@@ -308,6 +316,8 @@ func parseArgs(args []string, getenv func(string) string) (*config, error) {
 			return nil, errHelp
 		case "history":
 			return parseHistoryArgs(args, getenv)
+		case "status":
+			return parseStatusArgs(args, getenv)
 		case "version":
 			if len(args) > 0 {
 				return nil, usagef("`dewy version` takes no arguments, got %q", args[0])
@@ -674,6 +684,25 @@ func parseHistoryArgs(args []string, getenv func(string) string) (*config, error
 	c := &config{Command: "history", Root: *root, History: *n, AuditLog: *audit}
 	if c.AuditLog == "" {
 		c.AuditLog = filepath.Join(c.Root, "audit.jsonl")
+	}
+	return c, nil
+}
+
+// parseStatusArgs reads `dewy status [--admin ADDR] [--json]`.
+func parseStatusArgs(args []string, getenv func(string) string) (*config, error) {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c := &config{Command: "status"}
+	fs.StringVar(&c.Admin, "admin", getenv("DEWY_ADMIN"), "")
+	fs.BoolVar(&c.JSON, "json", false, "")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, errHelp
+		}
+		return nil, &usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return nil, usagef("status: unexpected argument %q", fs.Arg(0))
 	}
 	return c, nil
 }

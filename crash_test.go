@@ -61,6 +61,10 @@ func publishAtomic(t *testing.T, reg, tag string, files map[string][]byte) {
 	}
 }
 
+// crashEnv skips the race runtime's one-second pause at exit, which would
+// otherwise be most of each run and where most kills would land.
+var crashEnv = []string{"GORACE=atexit_sleep_ms=0"}
+
 // crashTag is the tag of cycle i; cycle i publishes variant i % len(variants).
 func crashTag(i int) string { return fmt.Sprintf("v1.0.%d", i) }
 
@@ -145,7 +149,7 @@ func TestCrashSafety(t *testing.T) {
 	}
 	finish := func(i int) time.Duration {
 		start := time.Now()
-		r := runDewy(t, nil, args...)
+		r := runDewy(t, crashEnv, args...)
 		if r.status != 0 {
 			t.Fatalf("cycle %d: restarted dewy: status %d:\n%s", i, r.status, r.out)
 		}
@@ -164,6 +168,7 @@ func TestCrashSafety(t *testing.T) {
 	for i := 1; i <= cycles && time.Now().Before(deadline); i++ {
 		publish(i)
 		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), crashEnv...)
 		var out syncBuffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {

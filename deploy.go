@@ -44,12 +44,17 @@ type deployer struct {
 	user  string // who dewy runs as, for the audit log
 	cache *cacheSetup
 	fleet string // the application's key in a shared cache
+
+	board      *statusBoard
+	metrics    *metrics
+	onUpToDate func() // called after each check that finds the newest release live
 }
 
 // event fills in what every event of this deployer shares.
 func (d *deployer) event(kind, version string) deployEvent {
+	// Safe from any goroutine: it reads nothing the poll loop changes.
 	return deployEvent{Kind: kind, Time: d.now(), Command: d.cfg.Command, App: d.app, Host: d.cfg.HostID, User: d.user,
-		Version: version, Previous: d.state.Current}
+		Version: version}
 }
 
 func (d *deployer) send(e deployEvent) {
@@ -85,6 +90,9 @@ func (d *deployer) check(ctx context.Context) (upToDate bool, err error) {
 		return d.state.Current != "", fmt.Errorf("registry %s holds no release that matches (of %d tags)", redactRaw(d.cfg.RegistryRaw), len(rels))
 	}
 	if rel.Tag == d.state.Current {
+		if d.onUpToDate != nil {
+			d.onUpToDate()
+		}
 		return true, nil
 	}
 	a, err := pickAsset(rel, d.cfg.Select)
@@ -104,6 +112,9 @@ func (d *deployer) check(ctx context.Context) (upToDate bool, err error) {
 	if err := d.deploy(ctx, rel, v, a); err != nil {
 		return false, err
 	}
+	if d.onUpToDate != nil {
+		d.onUpToDate()
+	}
 	return true, nil
 }
 
@@ -114,22 +125,31 @@ func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (
 	log := d.log.With("version", rel.Tag)
 	log.Info("deploying "+rel.Tag, "from", orNone(from), "asset", a.Name)
 	ev := d.event(eventStarted, rel.Tag)
-	ev.ArtifactURL = redactRaw(a.URL)
+	ev.Previous, ev.ArtifactURL = from, redactRaw(a.URL)
 	d.send(ev)
 	var hooks []hookResult
 	releaseDir := ""
+	notifyStatus("deploying " + rel.Tag)
 	defer func() {
 		ev.Duration, ev.Time = d.now().Sub(start), d.now()
 		if err == nil {
+			d.metrics.observeDeploy(outcomeOK, ev.Duration)
+			d.board.deployed(rel.Tag, ev.SHA256, d.state.DeployedAt)
+			d.metrics.current(rel.Tag)
+			notifyStatus("serving " + rel.Tag)
 			ev.Kind, ev.Outcome, ev.Hooks = eventDeployed, "ok", hooks
 			d.send(ev)
 			d.reportToRegistry(rel, "")
 			return
 		}
 		d.recordFailure(rel.Tag, a, err)
-		ev.Kind, ev.Outcome = eventFailed, "failed"
+		ev.Kind, ev.Outcome = eventFailed, outcomeFailed
 		if errors.Is(err, errHealth) {
-			ev.Kind, ev.Outcome = eventRolledBack, "rolled_back"
+			ev.Kind, ev.Outcome = eventRolledBack, outcomeRolledBack
+		}
+		d.metrics.observeDeploy(ev.Outcome, ev.Duration)
+		if d.state.Current != "" {
+			notifyStatus("serving " + d.state.Current + "; " + rel.Tag + " failed")
 		}
 		ev.Error = err.Error()
 		if d.cfg.FailureHook != "" && ctx.Err() == nil {
@@ -176,6 +196,7 @@ func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (
 			return fmt.Errorf("deploy %s: %w", rel.Tag, err)
 		}
 		defer os.Remove(path)
+		d.metrics.downloaded(size)
 	}
 	ev.SHA256 = sum
 	if want != "" && want != sum {
@@ -308,6 +329,7 @@ func (d *deployer) recordFailure(tag string, a asset, err error) {
 	wait := verifyBackoffMin << min(f.Attempts-1, 16)
 	f.NotBefore = d.now().Add(min(wait, verifyBackoffMax))
 	d.state.Failed[tag] = f
+	d.board.failed(tag, f.Reason)
 	d.saveState(context.Background())
 }
 

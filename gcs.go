@@ -36,14 +36,15 @@ var (
 	_ artifactStore = (*gcsRegistry)(nil)
 )
 
-// The library retries idempotent calls up to three times with its own
-// backoff; one retry absorbs a dropped connection, and the poll loop's
-// backoff governs anything longer.
+// Left alone, the library retries idempotent calls with its own backoff
+// until the context ends; one retry absorbs a dropped connection, and the
+// poll loop's backoff governs anything longer.
 const gcsMaxAttempts = 2
 
 // newGCSRegistry builds a registry from gs://<bucket>/<prefix>, with
 // application default credentials. STORAGE_EMULATOR_HOST (host:port or a
-// URL) points it at an emulator, unauthenticated, as the library does.
+// URL), read through getenv, points it at an emulator, unauthenticated, as
+// the library itself would.
 func newGCSRegistry(ctx context.Context, u *url.URL, getenv func(string) string, log *slog.Logger) (*gcsRegistry, error) {
 	bucket, prefix, err := parseGCSURL(u)
 	if err != nil {

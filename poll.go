@@ -84,7 +84,14 @@ func (d *deployer) pollLoop(ctx context.Context, interval time.Duration, poke <-
 				d.log.Debug("poll failed", "err", err, "failed_polls", streak)
 			}
 		}
-		t := time.NewTimer(jitter(wait))
+		j, now := jitter(wait), d.now()
+		d.board.pollDone(now, err, now.Add(j))
+		if err == nil {
+			d.metrics.pollOK(now)
+		} else {
+			d.metrics.pollError()
+		}
+		t := time.NewTimer(j)
 		select {
 		case <-ctx.Done():
 			t.Stop()

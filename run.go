@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -21,6 +22,15 @@ func run(ctx context.Context, cfg *config) error {
 	switch cfg.Command {
 	case "version":
 		fmt.Println("dewy", version)
+		return nil
+	case "status":
+		healthy, err := statusCommand(ctx, cfg.Admin, cfg.JSON, os.Stdout)
+		if err != nil {
+			return err
+		}
+		if !healthy {
+			return errUnhealthy
+		}
 		return nil
 	case "history":
 		events, err := readAudit(cfg.AuditLog)
@@ -94,21 +104,46 @@ func run(ctx context.Context, cfg *config) error {
 		return fmt.Errorf("audit log: %w", err)
 	}
 	defer audit.close()
-	var auditFailing bool
+	var auditFailing atomic.Bool
 	emit := func(e deployEvent) {
 		if err := audit.record(notes.redact(e)); err != nil {
-			if !auditFailing {
+			if !auditFailing.Swap(true) {
 				log.Error("could not write the audit log", "path", cfg.AuditLog, "err", err)
 			}
-			auditFailing = true
 		} else {
-			auditFailing = false
+			auditFailing.Store(false)
 		}
 		notes.notify(e)
 	}
+	cacheKind := "file"
+	if cfg.Cache != "" {
+		cacheKind, _, _ = strings.Cut(cfg.Cache, ":")
+	}
+	board := newStatusBoard(cfg.Command, redactRaw(cfg.RegistryRaw), cacheKind, cfg.Server.Ports)
+	mets := newMetrics(version)
+	if state.Current != "" {
+		board.deployed(state.Current, state.SHA256, state.DeployedAt)
+		mets.current(state.Current)
+	}
+	for tag, f := range state.Failed {
+		board.failed(tag, f.Reason)
+	}
 	d := &deployer{cfg: cfg, log: log, reg: reg, state: state, storeFor: stores.storeFor, now: timeNow, act: noActivation{},
-		emit: emit, app: appName(cfg.Registry), user: currentUser(), cache: cs, fleet: fleet}
-	d.slot = func(ctx context.Context) (func(), error) { return cs.acquireSlot(ctx, fleet, cfg.HostID) }
+		emit: emit, app: appName(cfg.Registry), user: currentUser(), cache: cs, fleet: fleet, board: board, metrics: mets}
+	d.slot = func(ctx context.Context) (func(), error) {
+		free, err := cs.acquireSlot(ctx, fleet, cfg.HostID)
+		if err == nil && cs.maxParallel > 0 {
+			board.lease(cfg.HostID)
+			return func() { free(); board.lease("") }, nil
+		}
+		return free, err
+	}
+	// Tells systemd (Type=notify) once that the service is up.
+	var readyOnce sync.Once
+	ready := func() {
+		readyOnce.Do(func() { notifyReady("serving " + orNone(board.snapshot().Current)) })
+	}
+	d.onUpToDate = ready
 
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -126,6 +161,7 @@ func run(ctx context.Context, cfg *config) error {
 		if err != nil {
 			return err
 		}
+		ready()
 		if !upToDate {
 			return errors.New("newest release is not deployed: it failed before and is waiting for its retry time (see the log at debug level)")
 		}
@@ -143,15 +179,16 @@ func run(ctx context.Context, cfg *config) error {
 			return err
 		}
 		d.act = sup
+		sup.onChild = board.child
+		sup.onRestart = mets.childRestart
 		supCtx, stopSup := context.WithCancel(context.Background())
 		defer stopSup()
 		go func() { supDone <- sup.run(supCtx) }()
-		defer func() {
-			stopSup()
-		}()
 		if state.Current != "" {
 			if err := sup.activate(ctx, state.Current); err != nil {
 				log.Error("could not start the current release", "version", state.Current, "err", err)
+			} else {
+				ready()
 			}
 		}
 		// The supervisor's context ends only after polling has stopped,
@@ -165,7 +202,45 @@ func run(ctx context.Context, cfg *config) error {
 	}
 
 	poke := make(chan struct{}, 1)
+	pollNow := func() {
+		select {
+		case poke <- struct{}{}:
+		default:
+		}
+	}
+	serving := func() string { return "serving " + orNone(board.snapshot().Current) }
+	restart := func(ctx context.Context) error {
+		current := board.snapshot().Current
+		e := d.event(eventRestarted, current)
+		e.Previous = current
+		err := reloadNotified(ctx, sup.restart, serving)
+		if err != nil {
+			log.Error("restart failed; previous process keeps serving", "err", err)
+			e.Outcome, e.Error = "failed", err.Error()
+		} else {
+			log.Info("restarted " + orNone(current))
+			e.Outcome = "ok"
+		}
+		emit(e)
+		return err
+	}
 	var wg sync.WaitGroup
+	if cfg.Admin != "" {
+		act := adminActions{deploy: pollNow}
+		if sup != nil {
+			act.restart = restart
+		}
+		adm, err := newAdminServer(cfg.Admin, cfg.AdminPublic, board, mets, act, log.With("component", "admin"))
+		if err != nil {
+			return &usageError{fmt.Sprintf("--admin %q: %v", cfg.Admin, err)}
+		}
+		wg.Go(func() {
+			if err := adm.serve(ctx); err != nil {
+				log.Error("admin endpoint", "err", err)
+			}
+		})
+	}
+	startWatchdog(ctx, os.Getenv, log)
 	wg.Go(func() { d.pollLoop(ctx, cfg.Interval, poke) })
 	log.Info("dewy started", "command", cfg.Command, "registry", redactRaw(cfg.RegistryRaw), "root", cfg.Root, "interval", cfg.Interval, "version", version)
 	for {
@@ -173,26 +248,14 @@ func run(ctx context.Context, cfg *config) error {
 		case s := <-sigs:
 			switch s {
 			case syscall.SIGUSR1:
-				select {
-				case poke <- struct{}{}:
-				default:
-				}
+				pollNow()
 			case syscall.SIGHUP:
 				if sup != nil {
-					go func() {
-						e := d.event(eventRestarted, d.stateCurrent())
-						if err := sup.restart(ctx); err != nil {
-							log.Error("restart failed; previous process keeps serving", "err", err)
-							e.Outcome, e.Error = "failed", err.Error()
-						} else {
-							log.Info("restarted " + orNone(d.stateCurrent()))
-							e.Outcome = "ok"
-						}
-						emit(e)
-					}()
+					go restart(ctx)
 				}
 			default:
 				log.Info("stopping", "signal", s.String())
+				notifyStopping()
 				stop()
 				wg.Wait()
 				e := d.event(eventStopped, d.stateCurrent())
@@ -209,6 +272,7 @@ func run(ctx context.Context, cfg *config) error {
 				return nil
 			}
 		case err := <-supDone:
+			notifyStopping()
 			stop()
 			wg.Wait()
 			supDone <- err
@@ -217,8 +281,11 @@ func run(ctx context.Context, cfg *config) error {
 	}
 }
 
-// stateCurrent is read only for log lines.
+// stateCurrent may be read only by the poll goroutine, or once it has stopped.
 func (d *deployer) stateCurrent() string { return d.state.Current }
+
+// errUnhealthy makes `dewy status` exit 1; the table already says why.
+var errUnhealthy = errors.New("unhealthy")
 
 func newLogger(cfg *config, w *os.File) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}

@@ -73,6 +73,11 @@ type supervisor struct {
 	backoffReset time.Duration // a child up this long starts over at backoffMin
 	probeEvery   time.Duration // pause between health probes
 
+	// Observers, set before run starts and called from the run goroutine
+	// only: the status board and metrics learn of children this way.
+	onChild   func(pid, generation, restarts int) // pid 0: nothing serving
+	onRestart func()                              // a crashed child was restarted, or a restart request served
+
 	reqC   chan request
 	killC  chan struct{}
 	exitC  chan *child
@@ -291,6 +296,26 @@ type loop struct {
 	restartC    <-chan time.Time
 	notifyAware bool // a generation has said READY=1
 	halted      bool // no more children: shutting down, or killed
+	restarts    int  // crash restarts and restart requests served
+}
+
+// observe tells the observers which child serves now.
+func (l *loop) observe() {
+	if l.s.onChild == nil {
+		return
+	}
+	if l.live == nil {
+		l.s.onChild(0, l.gen, l.restarts)
+		return
+	}
+	l.s.onChild(l.live.pid, l.live.gen, l.restarts)
+}
+
+func (l *loop) restarted() {
+	l.restarts++
+	if l.s.onRestart != nil {
+		l.s.onRestart()
+	}
 }
 
 // An activation is one request to bring up a new generation.
@@ -384,6 +409,10 @@ func (l *loop) ready(ev readyEvent) {
 	p.ready = true
 	old := l.live
 	l.live, l.version, l.backoff = c, p.version, 0
+	if p.req.restart {
+		l.restarted()
+	}
+	l.observe()
 	if old == nil {
 		l.finish(p, nil)
 		return
@@ -438,6 +467,7 @@ func (l *loop) exited(c *child) {
 	}
 	if c == l.live {
 		l.live = nil
+		l.observe()
 		if !l.halted {
 			l.scheduleRestart(time.Since(c.started))
 		}
@@ -499,6 +529,8 @@ func (l *loop) restartCrashed() {
 		return
 	}
 	l.live = c
+	l.restarted()
+	l.observe()
 }
 
 // shutdown stops every child; run returns once they are gone.
@@ -635,7 +667,8 @@ func childEnv(base, extra []string) []string {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
 		case "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET",
-			"SERVER_STARTER_PORT", "SERVER_STARTER_GENERATION":
+			"SERVER_STARTER_PORT", "SERVER_STARTER_GENERATION",
+			"WATCHDOG_USEC", "WATCHDOG_PID": // dewy's own watchdog, not the child's
 			continue
 		}
 		env = append(env, kv)

@@ -153,9 +153,12 @@ backends_install() {
 		say "--- waiting for another scripts/test run to finish building tools"
 		flock 9
 	fi
+	# Scratch dirs of builds that were interrupted; read-only module copies need u+w.
+	chmod -R u+w "$DEWY_TEST_CACHE"/build.* 2>/dev/null || true
+	rm -rf "$DEWY_TEST_CACHE"/build.*
 
 	# Interrupted mid-build: take the background builds, compilers and all, down too.
-	trap 'for pid in "${BUILDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null; done' EXIT
+	trap 'for pid in "${BUILDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done' EXIT
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
 	BUILDS=()
@@ -171,6 +174,9 @@ backends_install() {
 	# Debian packages meanwhile: redis, and a C compiler for -race.
 	local pkgs=()
 	command -v redis-server >/dev/null || pkgs+=(redis-server)
+	# protoc and the well-known .proto files, to check the generated gRPC code.
+	command -v protoc >/dev/null || pkgs+=(protobuf-compiler)
+	[[ -f /usr/include/google/protobuf/empty.proto ]] || pkgs+=(libprotobuf-dev)
 	if ! command -v "$(go env CC)" >/dev/null; then
 		pkgs+=(gcc libc6-dev)
 	fi
