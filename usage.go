@@ -7,6 +7,7 @@ Usage:
   dewy assets [flags]                        keep static files on the newest release
   dewy -c dewy.toml [flags]                  take everything, the command included, from a file
   dewy history [--root DIR] [-n 20]          print the audit log, newest first
+  dewy status [--admin ADDR] [--json]        status of a running dewy (exit 0 healthy, 1 not)
   dewy version                               print the version
   dewy help                                  print this text
 
@@ -32,6 +33,8 @@ Flags for both commands (flags override DEWY_* variables, which override the fil
   --max-unpack-size SIZE    largest unpacked release (default 4GiB)
   --max-unpack-entries N    most files in one release (default 100000)
   --audit-log FILE          audit log (default ROOT/audit.jsonl)
+  --admin ADDR              admin endpoint: /status, /metrics, POST /deploy, POST /restart (off)
+  --admin-public            allow --admin on a non-loopback address
   -c, --config FILE         TOML settings (see dewy.toml.example)
 
 Flags for assets:
