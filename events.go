@@ -15,6 +15,13 @@ const (
 	eventStopped    = "stopped"     // dewy stopped
 )
 
+// Deploy outcomes, as in deployEvent.Outcome and the metrics' outcome label.
+const (
+	outcomeOK         = "ok"
+	outcomeFailed     = "failed"
+	outcomeRolledBack = "rolled_back"
+)
+
 // deployEvent is one thing operators want to know about: who deployed what,
 // where, when, and how it went. It never carries a secret.
 type deployEvent struct {

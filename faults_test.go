@@ -63,7 +63,14 @@ func newTestDeployer(t *testing.T, reg registry, root string) *deployer {
 		t.Fatal(err)
 	}
 	log := testLogger(t)
-	stores := &storeSet{reg: reg, regScheme: "test", getenv: noEnv, log: log, ctx: t.Context()}
+	scheme := "test"
+	switch reg.(type) {
+	case *fileRegistry:
+		scheme = "file"
+	case *githubRegistry:
+		scheme = "ghr"
+	}
+	stores := &storeSet{reg: reg, regScheme: scheme, getenv: noEnv, log: log, ctx: t.Context()}
 	return &deployer{cfg: cfg, log: log, reg: reg, act: noActivation{}, state: state, storeFor: stores.storeFor, now: time.Now}
 }
 

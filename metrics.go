@@ -1,3 +1,5 @@
+//go:build !nometrics
+
 package main
 
 import (
@@ -8,13 +10,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-)
-
-// Deploy outcomes, as in deployEvent.Outcome and the outcome label.
-const (
-	outcomeOK         = "ok"
-	outcomeFailed     = "failed"
-	outcomeRolledBack = "rolled_back"
 )
 
 // metrics is dewy's Prometheus instrumentation. It has a registry of its
