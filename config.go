@@ -45,12 +45,13 @@ type config struct {
 	Admin       string // admin HTTP endpoint; "" = off
 	AdminPublic bool
 	JSON        bool // dewy status --json
-	History  int // dewy history: rows to print
+	History     int  // dewy history: rows to print
 
 	Once            bool
 	RequireChecksum bool
 	RetryFailed     bool
 	Limits          extractLimits
+	Verifier        *sigVerifier // --verify-key; nil: signatures not required
 
 	Server serverConfig
 }
@@ -161,6 +162,18 @@ func settings() []setting {
 		{key: "hook_timeout", usage: "time a hook may run before it is killed", set: positiveDuration(func(c *config) *time.Duration { return &c.HookTimeout })},
 		{key: "require_checksum", bool: true, usage: "refuse releases that publish no checksum", set: boolSetter(func(c *config) *bool { return &c.RequireChecksum })},
 		{key: "retry_failed", bool: true, usage: "retry releases that failed their health check", set: boolSetter(func(c *config) *bool { return &c.RetryFailed })},
+		{key: "verify_key", usage: "require signed releases: minisign:<key or .pub file> or cosign:<cosign.pub>", set: func(c *config, v string) error {
+			if v == "" {
+				c.Verifier = nil
+				return nil
+			}
+			ver, err := parseVerifyKey(v)
+			if err != nil {
+				return errors.New(strings.TrimPrefix(err.Error(), fmt.Sprintf("verify key %q: ", v)))
+			}
+			c.Verifier = ver
+			return nil
+		}},
 		{key: "max_unpack_size", usage: "largest unpacked release (e.g. 4GiB)", set: func(c *config, v string) error {
 			n, err := parseSize(v)
 			c.Limits.MaxBytes = n

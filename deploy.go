@@ -99,7 +99,7 @@ func (d *deployer) check(ctx context.Context) (upToDate bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	if f, ok := d.state.Failed[rel.Tag]; ok && f.Asset == a.Name && f.Size == a.Size {
+	if f, ok := d.state.Failed[rel.Tag]; ok && f.Asset == a.Name && f.Fingerprint == releaseFingerprint(rel) {
 		if f.Permanent && !d.cfg.RetryFailed {
 			d.log.Debug("skipping release that failed before", "version", rel.Tag, "reason", f.Reason)
 			return false, nil
@@ -142,7 +142,7 @@ func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (
 			d.reportToRegistry(rel, "")
 			return
 		}
-		d.recordFailure(rel.Tag, a, err)
+		d.recordFailure(rel, a, err)
 		ev.Kind, ev.Outcome = eventFailed, outcomeFailed
 		if errors.Is(err, errHealth) {
 			ev.Kind, ev.Outcome = eventRolledBack, outcomeRolledBack
@@ -169,7 +169,17 @@ func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (
 	if err != nil {
 		return fmt.Errorf("deploy %s: %w", rel.Tag, err)
 	}
-	want, from2, err := expectedDigest(ctx, d.storeFor, checksumAssets(rel, a.Name), a.Name)
+	var want, from2 string
+	var artifactSig []byte // set when the artifact itself carries the signature
+	if v := d.cfg.Verifier; v != nil {
+		// Only a checksum file whose signature verified is trusted.
+		want, from2, artifactSig, err = v.signedDigest(ctx, d.storeFor, rel, a)
+		if err == nil && want == "" && artifactSig == nil {
+			err = errNoChecksum
+		}
+	} else {
+		want, from2, err = expectedDigest(ctx, d.storeFor, checksumAssets(rel, a.Name), a.Name)
+	}
 	switch {
 	case errors.Is(err, errNoChecksum) && d.cfg.RequireChecksum:
 		return fmt.Errorf("deploy %s: %w: %v (require_checksum is set)", rel.Tag, errVerify, err)
@@ -199,6 +209,12 @@ func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (
 		d.metrics.downloaded(size)
 	}
 	ev.SHA256 = sum
+	if artifactSig != nil {
+		if err := d.cfg.Verifier.verifyArtifact(path, a.Name, artifactSig); err != nil {
+			return fmt.Errorf("deploy %s: %w", rel.Tag, err)
+		}
+		log.Info("artifact signature verified", "asset", a.Name)
+	}
 	if want != "" && want != sum {
 		return fmt.Errorf("deploy %s: %w: %w", rel.Tag, errVerify, &checksumMismatchError{Asset: a.Name, Want: want, Got: sum, From: from2})
 	}
@@ -312,7 +328,8 @@ func (d *deployer) unpack(tag, name, path, sum string) (string, error) {
 	return dir, nil
 }
 
-func (d *deployer) recordFailure(tag string, a asset, err error) {
+func (d *deployer) recordFailure(rel release, a asset, err error) {
+	tag := rel.Tag
 	if !errors.Is(err, errVerify) && !errors.Is(err, errHealth) {
 		return // transient: the poll loop's backoff governs
 	}
@@ -320,12 +337,15 @@ func (d *deployer) recordFailure(tag string, a asset, err error) {
 		d.state.Failed = map[string]failedRelease{}
 	}
 	f := d.state.Failed[tag]
-	if f.Asset != a.Name || f.Size != a.Size {
-		f = failedRelease{Asset: a.Name, Size: a.Size}
+	fp := releaseFingerprint(rel)
+	if f.Asset != a.Name || f.Fingerprint != fp {
+		f = failedRelease{Asset: a.Name, Size: a.Size, Fingerprint: fp}
 	}
 	f.Attempts++
 	f.Reason = err.Error()
-	f.Permanent = errors.Is(err, errHealth)
+	// A release that failed to start, or whose signature is wrong, will
+	// not get better by itself: wait for it to change.
+	f.Permanent = errors.Is(err, errHealth) || errors.Is(err, errUnsigned) || errors.Is(err, errSignature)
 	wait := verifyBackoffMin << min(f.Attempts-1, 16)
 	f.NotBefore = d.now().Add(min(wait, verifyBackoffMax))
 	d.state.Failed[tag] = f

@@ -93,15 +93,15 @@ func assertServing(t *testing.T, root, tag string) {
 type fault int
 
 const (
-	faultStatus500     fault = iota + 1 // 500 Internal Server Error
-	faultStatus503                      // 503 without Retry-After
-	faultReset                          // half the body, then a TCP reset
-	faultTruncate                       // half the body, then the handler returns
-	faultShortLength                    // Content-Length and body cut to half: a "complete" short file
-	faultLongLength                     // Content-Length larger than the object, then close
-	faultCorrupt                        // full length, one byte flipped
-	faultTrickle                        // a few bytes every 50 ms until the client leaves
-	faultIgnoreRange                    // answers a Range request with 200 and the whole object
+	faultStatus500   fault = iota + 1 // 500 Internal Server Error
+	faultStatus503                    // 503 without Retry-After
+	faultReset                        // half the body, then a TCP reset
+	faultTruncate                     // half the body, then the handler returns
+	faultShortLength                  // Content-Length and body cut to half: a "complete" short file
+	faultLongLength                   // Content-Length larger than the object, then close
+	faultCorrupt                      // full length, one byte flipped
+	faultTrickle                      // a few bytes every 50 ms until the client leaves
+	faultIgnoreRange                  // answers a Range request with 200 and the whole object
 )
 
 var faultNames = map[fault]string{

@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -26,12 +29,15 @@ type deployState struct {
 
 // failedRelease is why a release is not tried again yet.
 type failedRelease struct {
-	Asset     string    `json:"asset"`
-	Size      int64     `json:"size"`
-	Reason    string    `json:"reason"`
-	Permanent bool      `json:"permanent,omitempty"` // failed its health check: wait for a newer release or --retry-failed
-	Attempts  int       `json:"attempts"`
-	NotBefore time.Time `json:"not_before,omitzero"`
+	Asset string `json:"asset"`
+	Size  int64  `json:"size"`
+	// Fingerprint is every file of the release by name and size: a
+	// release fixed in place (re-signed, checksum corrected) is tried again.
+	Fingerprint string    `json:"fingerprint,omitempty"`
+	Reason      string    `json:"reason"`
+	Permanent   bool      `json:"permanent,omitempty"` // failed its health check: wait for a newer release or --retry-failed
+	Attempts    int       `json:"attempts"`
+	NotBefore   time.Time `json:"not_before,omitzero"`
 }
 
 func statePath(root string) string { return filepath.Join(root, dewyDir, "state.json") }
@@ -72,3 +78,14 @@ func randomSuffix() string {
 
 // timeNow is the clock; tests that need another use the deployer's now field.
 var timeNow = time.Now
+
+// releaseFingerprint names a release's content as the registry lists it.
+func releaseFingerprint(rel release) string {
+	parts := make([]string, 0, len(rel.Assets))
+	for _, a := range rel.Assets {
+		parts = append(parts, fmt.Sprintf("%s:%d:%s", a.Name, a.Size, a.SHA256))
+	}
+	slices.Sort(parts)
+	sum := sha256.Sum256([]byte(strings.Join(parts, "\n")))
+	return hex.EncodeToString(sum[:8])
+}

@@ -29,6 +29,7 @@ Flags for both commands (flags override DEWY_* variables, which override the fil
   --on-failure-hook CMD     shell command run when a deploy fails
   --hook-timeout D          time a hook may run (default 5m)
   --require-checksum        refuse releases without a published sha256
+  --verify-key KEY          require signatures: minisign:<key or .pub file> | cosign:<cosign.pub>
   --retry-failed            try again releases that failed their health check
   --max-unpack-size SIZE    largest unpacked release (default 4GiB)
   --max-unpack-entries N    most files in one release (default 100000)

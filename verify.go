@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/sha256"
@@ -11,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -29,8 +31,12 @@ type sigVerifier struct {
 }
 
 // errSignature marks a signature that does not verify, as opposed to one
-// that could not be read: either way the release is refused.
-var errSignature = errors.New("signature does not verify")
+// that could not be read: either way the release is refused. errUnsigned
+// is a release that carries no signature the key could check.
+var (
+	errSignature = errors.New("signature does not verify")
+	errUnsigned  = errors.New("release carries no signature")
+)
 
 const (
 	// maxSignatureFile caps a .minisig or .sig; real ones are a few hundred
@@ -215,4 +221,96 @@ func (v *sigVerifier) verifyCosign(r io.Reader, sig []byte) error {
 // oneLine keeps a library's error on one line of the log.
 func verifyOneLine(err error) string {
 	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+// signedDigest finds what vouches for artifact a of rel. Preferred is a
+// checksum file with a signature beside it (<file><suffix>): its signature
+// is checked here and the digest it lists for a is returned, for the
+// caller to compare with the download. Otherwise the artifact's own
+// signature (<artifact><suffix>) is returned, for verifyArtifact once the
+// download is on disk.
+//
+// A release that is unsigned, wrongly signed, or whose signed checksum
+// file is malformed wraps errVerify (and errUnsigned or errSignature); a
+// signature or checksum file that could not be fetched does not, so that
+// the poll is retried like any other transient failure.
+func (v *sigVerifier) signedDigest(ctx context.Context, storeFor func(*url.URL) (artifactStore, error), rel release, a asset) (sum, from string, artifactSig []byte, err error) {
+	byName := make(map[string]asset, len(rel.Assets))
+	for _, x := range rel.Assets {
+		byName[x.Name] = x
+	}
+	for _, c := range checksumAssets(rel, a.Name) {
+		sa, ok := byName[c.Name+v.suffix()]
+		if !ok {
+			continue
+		}
+		sig, err := readSmallAsset(ctx, storeFor, sa, maxSignatureFile)
+		if err != nil {
+			return "", "", nil, err
+		}
+		data, err := readSmallAsset(ctx, storeFor, c, maxChecksumFile)
+		if err != nil {
+			return "", "", nil, err
+		}
+		if err := v.verifyReader(bytes.NewReader(data), c.Name, sig); err != nil {
+			return "", "", nil, fmt.Errorf("%w: %w", errVerify, err)
+		}
+		single := c.Name == a.Name+".sha256" || c.Name == a.Name+".sha256sum"
+		got, ok, err := parseChecksums(data, a.Name, single)
+		if err != nil {
+			return "", "", nil, fmt.Errorf("%w: checksum file %s: %w", errVerify, c.Name, err)
+		}
+		if ok {
+			return got, c.Name, nil, nil
+		}
+	}
+	if sa, ok := byName[a.Name+v.suffix()]; ok {
+		sig, err := readSmallAsset(ctx, storeFor, sa, maxSignatureFile)
+		if err != nil {
+			return "", "", nil, err
+		}
+		return "", "", sig, nil
+	}
+	return "", "", nil, fmt.Errorf("%w: %w for %s (want %s, or a checksum file listing it with its %s signature)",
+		errVerify, errUnsigned, a.Name, a.Name+v.suffix(), v.suffix())
+}
+
+// verifyArtifact checks the artifact's own signature over the downloaded
+// file at path; name is the asset's name, for the message.
+func (v *sigVerifier) verifyArtifact(path, name string, sig []byte) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("verify %s: %w", name, err)
+	}
+	defer f.Close()
+	if err := v.verifyReader(f, name, sig); err != nil {
+		return fmt.Errorf("%w: %w", errVerify, err)
+	}
+	return nil
+}
+
+// readSmallAsset reads a signature or checksum file of a release, refusing
+// one larger than limit.
+func readSmallAsset(ctx context.Context, storeFor func(*url.URL) (artifactStore, error), a asset, limit int64) ([]byte, error) {
+	u, err := url.Parse(a.URL)
+	if err != nil {
+		return nil, fmt.Errorf("%s: bad URL", a.Name)
+	}
+	store, err := storeFor(u)
+	if err != nil {
+		return nil, err
+	}
+	body, _, err := store.open(ctx, u, 0)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", a.Name, err)
+	}
+	defer body.Close()
+	data, err := io.ReadAll(io.LimitReader(body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", a.Name, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%w: %s is larger than %d bytes", errVerify, a.Name, limit)
+	}
+	return data, nil
 }
