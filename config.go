@@ -386,7 +386,7 @@ func parseArgs(args []string, getenv func(string) string) (*config, error) {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, errHelp
 		}
-		return nil, &usageError{err.Error()}
+		return nil, &usageError{escapeControl(err.Error())}
 	}
 	if fs.NArg() > 0 {
 		return nil, usagef("unexpected argument %q (the application's command goes after --)", fs.Arg(0))
@@ -686,7 +686,7 @@ func parseHistoryArgs(args []string, getenv func(string) string) (*config, error
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, errHelp
 		}
-		return nil, &usageError{err.Error()}
+		return nil, &usageError{escapeControl(err.Error())}
 	}
 	if fs.NArg() > 0 {
 		return nil, usagef("history: unexpected argument %q", fs.Arg(0))
@@ -712,10 +712,24 @@ func parseStatusArgs(args []string, getenv func(string) string) (*config, error)
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, errHelp
 		}
-		return nil, &usageError{err.Error()}
+		return nil, &usageError{escapeControl(err.Error())}
 	}
 	if fs.NArg() > 0 {
 		return nil, usagef("status: unexpected argument %q", fs.Arg(0))
 	}
 	return c, nil
+}
+
+// escapeControl keeps a message on one line when it quotes operator input
+// holding control characters (the flag package quotes nothing).
+func escapeControl(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			fmt.Fprintf(&b, "\\x%02x", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }

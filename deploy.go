@@ -312,6 +312,9 @@ func (d *deployer) unpack(tag, name, path, sum string) (string, error) {
 	} else {
 		// A bare executable: hard link it in under a stable name (the
 		// download is on the same file system and is removed afterwards).
+		if !isPlainFileName(name) {
+			return "", fmt.Errorf("unpack %q: not a plain file name", truncate(name, 80))
+		}
 		dst := filepath.Join(tmp, bareName(name))
 		if err := os.Link(path, dst); err != nil {
 			return "", fmt.Errorf("unpack %s: %w", name, err)

@@ -114,7 +114,7 @@ var notArtifactExt = []string{
 }
 
 func isArtifactName(name string) bool {
-	if isChecksumName(name) {
+	if !isPlainFileName(name) || isChecksumName(name) {
 		return false
 	}
 	n := strings.ToLower(name)
@@ -171,7 +171,7 @@ func hasAnyToken(toks, want []string) bool {
 func pickAsset(rel release, o selectOptions) (asset, error) {
 	if o.Artifact != "" {
 		for _, a := range rel.Assets {
-			if a.Name == o.Artifact {
+			if a.Name == o.Artifact && isPlainFileName(a.Name) {
 				return a, nil
 			}
 		}
@@ -198,13 +198,27 @@ func pickAsset(rel release, o selectOptions) (asset, error) {
 	}
 }
 
+// isPlainFileName reports whether a name the registry gave can be used as
+// a file name as it is: no directories, no way up, nothing hidden.
+func isPlainFileName(name string) bool {
+	return name != "" && len(name) <= 255 && !strings.HasPrefix(name, ".") &&
+		!strings.ContainsAny(name, "/\\\x00") && strings.ToValidUTF8(name, "") == name
+}
+
+// assetNames lists assets for an error message, bounded: a hostile
+// registry answer must not turn into a megabyte log line.
 func assetNames(as []asset) string {
 	if len(as) == 0 {
 		return "none"
 	}
-	names := make([]string, len(as))
+	const most = 20
+	names := make([]string, 0, min(len(as), most)+1)
 	for i, a := range as {
-		names[i] = a.Name
+		if i == most {
+			names = append(names, fmt.Sprintf("and %d more", len(as)-most))
+			break
+		}
+		names = append(names, fmt.Sprintf("%q", truncate(a.Name, 80)))
 	}
 	return strings.Join(names, ", ")
 }

@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -360,8 +361,19 @@ func TestVerifyE2E(t *testing.T) {
 			f["checksums.txt.minisig"] = []byte("garbage\n")
 			return f
 		}()},
+		{"signed checksums, swapped artifact", func() map[string][]byte {
+			f := signed("v1.4.0", priv)
+			f["site_1.4.0_linux_amd64.tar.gz"] = e2eTarGz(t, map[string]string{"index.html": "evil"})
+			return f
+		}()},
+		{"artifact signed by another key", func() map[string][]byte {
+			f := siteRelease(t, "v1.5.0")
+			delete(f, "checksums.txt")
+			f["site_1.5.0_linux_amd64.tar.gz.minisig"] = minisignPrehashed(t, otherPriv, bytes.NewReader(f["site_1.5.0_linux_amd64.tar.gz"]))
+			return f
+		}()},
 	} {
-		tag := []string{"v1.1.0", "v1.2.0", "v1.3.0"}[i]
+		tag := []string{"v1.1.0", "v1.2.0", "v1.3.0", "v1.4.0", "v1.5.0"}[i]
 		publishDir(t, reg, []suiteRelease{{Tag: tag, Files: tc.files}})
 		r := runDewy(t, nil, args...)
 		if r.status != 1 {
@@ -377,6 +389,94 @@ func TestVerifyE2E(t *testing.T) {
 		// Not tried again until the release changes.
 		if r := runDewy(t, nil, args...); strings.Contains(r.out, "deploying "+tag) {
 			t.Fatalf("%s: refused release retried at once:\n%s", tc.name, r.out)
+		}
+	}
+
+	// A release whose artifact carries its own signature, and no checksum file.
+	f := siteRelease(t, "v1.6.0")
+	delete(f, "checksums.txt")
+	f["site_1.6.0_linux_amd64.tar.gz.minisig"] = minisignPrehashed(t, priv, bytes.NewReader(f["site_1.6.0_linux_amd64.tar.gz"]))
+	publishDir(t, reg, []suiteRelease{{Tag: "v1.6.0", Files: f}})
+	if r := runDewy(t, nil, args...); r.status != 0 || readCurrent(t, root, "index.html") != "site v1.6.0" {
+		t.Fatalf("artifact-signed v1.6.0: status %d:\n%s", r.status, r.out)
+	}
+	t.Logf("signatures: 2 signed releases deployed, 5 refused through the binary")
+}
+
+// TestVerifySignedDigest drives the release-level check over a file
+// registry: which file vouches for the artifact, and which failures refuse
+// the release (errVerify) rather than fail the poll.
+func TestVerifySignedDigest(t *testing.T) {
+	pub, priv := testMinisignKey(t)
+	_, otherPriv := testMinisignKey(t)
+	v, _ := parseVerifyKey("minisign:" + pub.String())
+	const art = "app_linux_amd64.tar.gz"
+	body := []byte("artifact")
+	sums := []byte(sha256Hex(body) + "  " + art + "\n")
+	otherSums := []byte(sha256Hex(body) + "  other.tar.gz\n")
+	sign := func(k minisign.PrivateKey, b []byte) []byte { return minisignPrehashed(t, k, bytes.NewReader(b)) }
+	for _, tc := range []struct {
+		name    string
+		files   map[string][]byte
+		remove  string // listed by the registry, gone from the store
+		wantSum bool
+		wantSig bool
+		wantErr []error // all must match; nil: no error
+		notErr  error
+	}{
+		{name: "signed checksums", files: map[string][]byte{art: body, "checksums.txt": sums, "checksums.txt.minisig": sign(priv, sums)}, wantSum: true},
+		{name: "signed per-asset digest", files: map[string][]byte{art: body, art + ".sha256": []byte(sha256Hex(body) + "\n"), art + ".sha256.minisig": sign(priv, []byte(sha256Hex(body)+"\n"))}, wantSum: true},
+		{name: "artifact signature", files: map[string][]byte{art: body, art + ".minisig": sign(priv, body)}, wantSig: true},
+		{name: "unsigned checksums", files: map[string][]byte{art: body, "checksums.txt": sums}, wantErr: []error{errVerify, errUnsigned}},
+		{name: "nothing", files: map[string][]byte{art: body}, wantErr: []error{errVerify, errUnsigned}},
+		{name: "checksums signed by another key", files: map[string][]byte{art: body, "checksums.txt": sums, "checksums.txt.minisig": sign(otherPriv, sums)}, wantErr: []error{errVerify, errSignature}},
+		{name: "signed list without the artifact", files: map[string][]byte{art: body, "checksums.txt": otherSums, "checksums.txt.minisig": sign(priv, otherSums)}, wantErr: []error{errVerify, errUnsigned}},
+		{name: "oversized signature", files: map[string][]byte{art: body, "checksums.txt": sums, "checksums.txt.minisig": bytes.Repeat([]byte("x"), maxSignatureFile+1)}, wantErr: []error{errVerify}},
+		{name: "signature listed but unreadable", files: map[string][]byte{art: body, "checksums.txt": sums, "checksums.txt.minisig": sign(priv, sums)}, remove: "checksums.txt.minisig", notErr: errVerify},
+	} {
+		dir := t.TempDir()
+		publishDir(t, dir, []suiteRelease{{Tag: "v1.0.0", Files: tc.files}})
+		reg, _ := newFileRegistry(&url.URL{Scheme: "file", Path: dir})
+		rels, err := reg.releases(t.Context())
+		if err != nil || len(rels) != 1 {
+			t.Fatalf("%s: releases = %v, %v", tc.name, rels, err)
+		}
+		if tc.remove != "" {
+			os.Remove(filepath.Join(dir, "v1.0.0", tc.remove))
+		}
+		a, err := pickAsset(rels[0], selectOptions{GOOS: "linux", GOARCH: "amd64"})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		storeFor := func(*url.URL) (artifactStore, error) { return reg, nil }
+		sum, _, sig, err := v.signedDigest(t.Context(), storeFor, rels[0], a)
+		switch {
+		case tc.wantErr == nil && tc.notErr == nil && err != nil:
+			t.Errorf("%s: signedDigest = %v, want success", tc.name, err)
+		case tc.notErr != nil && (err == nil || errors.Is(err, tc.notErr)):
+			t.Errorf("%s: signedDigest = %v, want a transient error (not %v)", tc.name, err, tc.notErr)
+		case tc.wantSum && sum != sha256Hex(body):
+			t.Errorf("%s: digest = %q, want %s", tc.name, sum, sha256Hex(body))
+		case tc.wantSig && sig == nil:
+			t.Errorf("%s: no artifact signature returned", tc.name)
+		}
+		for _, want := range tc.wantErr {
+			if !errors.Is(err, want) {
+				t.Errorf("%s: signedDigest = %v, want %v", tc.name, err, want)
+			}
+		}
+		if err != nil && strings.ContainsAny(err.Error(), "\n\r") {
+			t.Errorf("%s: error spans lines: %q", tc.name, err)
+		}
+		if tc.wantSig {
+			p := filepath.Join(dir, "v1.0.0", art)
+			if err := v.verifyArtifact(p, art, sig); err != nil {
+				t.Errorf("%s: verifyArtifact = %v", tc.name, err)
+			}
+			os.WriteFile(p, []byte("tampered"), 0o644)
+			if err := v.verifyArtifact(p, art, sig); !errors.Is(err, errVerify) || !errors.Is(err, errSignature) || !strings.Contains(err.Error(), art) {
+				t.Errorf("%s: verifyArtifact over a tampered file = %v, want errVerify naming %s", tc.name, err, art)
+			}
 		}
 	}
 }
