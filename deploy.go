@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -225,6 +226,10 @@ func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (
 	}
 
 	dir, err := d.unpack(rel.Tag, a.Name, path, sum)
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		// The host's fault, not the release's: retried on the next poll.
+		return fmt.Errorf("deploy %s: %w", rel.Tag, err)
+	}
 	if err != nil {
 		return fmt.Errorf("deploy %s: %w: %w", rel.Tag, errVerify, err)
 	}

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 )
 
 // artifactStore reads artifacts. Which one serves a URL is decided by its scheme.
@@ -78,6 +79,13 @@ func download(ctx context.Context, store artifactStore, u *url.URL, dir string, 
 // downloadFrom continues a download at offset. If the store cannot resume
 // it starts over, so the hash always covers exactly the bytes on disk.
 func downloadFrom(ctx context.Context, store artifactStore, u *url.URL, f *os.File, h hash.Hash, offset int64, buf []byte) (int64, int64, error) {
+	// A server that trickles a byte now and then would hold the poll loop
+	// forever; a download that makes no progress for downloadIdle is cut
+	// and resumed like a dropped connection.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	idle := time.AfterFunc(downloadIdle, func() { cancel(errDownloadIdle) })
+	defer idle.Stop()
 	body, total, err := store.open(ctx, u, offset)
 	if err != nil && offset > 0 && !errors.Is(err, errNotFound) && !errors.Is(err, errAccessDenied) {
 		offset = 0
@@ -96,8 +104,30 @@ func downloadFrom(ctx context.Context, store artifactStore, u *url.URL, f *os.Fi
 		}
 		h.Reset()
 	}
-	n, err := io.CopyBuffer(io.MultiWriter(f, h), body, buf)
+	n, err := io.CopyBuffer(io.MultiWriter(f, h), &idleReader{r: body, t: idle}, buf)
+	if cause := context.Cause(ctx); errors.Is(cause, errDownloadIdle) {
+		err = cause
+	}
 	return offset + n, total, err
+}
+
+// downloadIdle is how long a download may go without receiving a byte.
+var downloadIdle = 60 * time.Second
+
+var errDownloadIdle = errors.New("no data received for a minute")
+
+// idleReader pushes the idle deadline back on every read that brings data.
+type idleReader struct {
+	r io.Reader
+	t *time.Timer
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if n > 0 {
+		r.t.Reset(downloadIdle)
+	}
+	return n, err
 }
 
 // checksumMismatchError is a release whose artifact does not match its

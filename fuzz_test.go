@@ -227,6 +227,9 @@ func FuzzSelect(f *testing.F) {
 		if artifact != "" && a.Name != artifact {
 			t.Fatalf("pickAsset = %q, want the artifact= name %q", a.Name, artifact)
 		}
+		if !isPlainFileName(a.Name) {
+			t.Fatalf("pickAsset chose %q, which is not a plain file name", a.Name)
+		}
 		if artifact == "" && !isArtifactName(a.Name) {
 			t.Fatalf("pickAsset chose %q, a checksum/signature/package file", a.Name)
 		}
