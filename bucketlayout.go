@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"maps"
 	"net/url"
 	"slices"
@@ -71,4 +72,20 @@ func (o *objectReleases) releases() []release {
 // firstOption names one query option of a URL, the same one every time.
 func firstOption(q url.Values) string {
 	return slices.Sorted(maps.Keys(q))[0]
+}
+
+// reportKey is where a bucket registry keeps a host's deploy report:
+// <prefix>/<tag>/deployed/<host>.json, beside the release it is about, in a
+// folder the release listing skips.
+func reportKey(prefix, tag, host string) string {
+	return prefix + tag + "/deployed/" + host + ".json"
+}
+
+// reportBody is the report's content: the deploy event as JSON.
+func reportBody(r deployReport) ([]byte, error) {
+	b, err := json.MarshalIndent(r.Event, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
 }

@@ -140,7 +140,7 @@ func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (
 			notifyStatus("serving " + rel.Tag)
 			ev.Kind, ev.Outcome, ev.Hooks = eventDeployed, "ok", hooks
 			d.send(ev)
-			d.reportToRegistry(rel, "")
+			d.reportToRegistry(rel, ev)
 			return
 		}
 		d.recordFailure(rel, a, err)
@@ -159,7 +159,7 @@ func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (
 		}
 		ev.Hooks = hooks
 		d.send(ev)
-		d.reportToRegistry(rel, err.Error())
+		d.reportToRegistry(rel, ev)
 	}()
 
 	u, err := url.Parse(a.URL)
@@ -410,14 +410,14 @@ func hookWhy(h hookResult) string {
 
 // reportToRegistry tells a registry that tracks its hosts how the attempt
 // went. Its failure is logged, never fatal.
-func (d *deployer) reportToRegistry(rel release, errText string) {
+func (d *deployer) reportToRegistry(rel release, ev deployEvent) {
 	rep, ok := d.reg.(reporter)
 	if !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	r := deployReport{ID: rel.ID, Tag: rel.Tag, Command: d.cfg.Command, Host: d.cfg.HostID, Err: errText}
+	r := deployReport{ID: rel.ID, Tag: rel.Tag, Command: d.cfg.Command, Host: d.cfg.HostID, Err: ev.Error, Event: ev}
 	if err := rep.report(ctx, r); err != nil {
 		d.log.Warn("could not report the deploy to the registry", "version", rel.Tag, "err", err)
 	}

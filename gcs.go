@@ -190,3 +190,25 @@ func gcsError(op, bucket, key string, err error) error {
 	}
 	return fmt.Errorf("gcs %s %s/%s: %w", op, bucket, key, err)
 }
+
+var _ reporter = (*gcsRegistry)(nil)
+
+// report writes <prefix>/<tag>/deployed/<host>.json, so whoever owns the
+// bucket sees which host runs what.
+func (r *gcsRegistry) report(ctx context.Context, rep deployReport) error {
+	body, err := reportBody(rep)
+	if err != nil {
+		return err
+	}
+	key := reportKey(r.prefix, rep.Tag, rep.Host)
+	w := r.client.Bucket(r.bucket).Object(key).NewWriter(ctx)
+	w.ContentType = "application/json"
+	if _, err := w.Write(body); err != nil {
+		w.Close()
+		return gcsError("put", r.bucket, key, err)
+	}
+	if err := w.Close(); err != nil {
+		return gcsError("put", r.bucket, key, err)
+	}
+	return nil
+}

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -294,4 +295,24 @@ func orStatus(code string, status int) string {
 		return code
 	}
 	return "HTTP " + strconv.Itoa(status)
+}
+
+var _ reporter = (*s3Registry)(nil)
+
+// report writes <prefix>/<tag>/deployed/<host>.json, so whoever owns the
+// bucket sees which host runs what.
+func (r *s3Registry) report(ctx context.Context, rep deployReport) error {
+	body, err := reportBody(rep)
+	if err != nil {
+		return err
+	}
+	key := reportKey(r.prefix, rep.Tag, rep.Host)
+	_, err = r.client.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: aws.String(r.bucket), Key: aws.String(key),
+		Body: bytes.NewReader(body), ContentType: aws.String("application/json"),
+	})
+	if err != nil {
+		return s3Error("put", r.bucket, key, err)
+	}
+	return nil
 }
