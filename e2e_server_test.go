@@ -48,6 +48,7 @@ func TestE2EServerRollbackUnderLoad(t *testing.T) {
 
 	cmd := exec.Command(dewyBinary(t), "server", "--registry", "file://"+reg, "--root", root,
 		"-p", addr, "--health-path", "/healthz", "--health-timeout", "3s", "--drain-timeout", "5s", "-i", "1h",
+		"--after-deploy-hook", `curl -sf http://`+addr+`/ >> after-hook.log; echo " $DEWY_VERSION" >> after-hook.log`,
 		"--", filepath.Join(root, "current", "app"))
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -83,6 +84,14 @@ func TestE2EServerRollbackUnderLoad(t *testing.T) {
 		t.Fatalf("v2.1.0 live but answers %q", body)
 	}
 	l.check(t, 20)
+	// The after-hook ran once the new child served: what it fetched is
+	// the release it was told about, and never for the rolled-back one.
+	hookLog, _ := os.ReadFile(filepath.Join(root, "after-hook.log"))
+	lines := strings.Split(strings.TrimSpace(string(hookLog)), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "v1") || !strings.HasSuffix(lines[0], " v1.0.0") ||
+		!strings.Contains(lines[1], "v2") || !strings.HasSuffix(lines[1], " v2.1.0") {
+		t.Fatalf("after-deploy hook log:\n%s", hookLog)
+	}
 
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
