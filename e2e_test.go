@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -293,5 +294,36 @@ func waitFor(t *testing.T, b *syncBuffer, s string) {
 		case <-deadline:
 			t.Fatalf("timed out waiting for %q in output:\n%s", s, b.String())
 		}
+	}
+}
+
+// report=true uploads deployed_<host>.json to the release, replacing the
+// host's previous report; without it nothing is written to the repository.
+func TestE2EGitHubReport(t *testing.T) {
+	const token = "ghp_reportToken0123456789"
+	gh := newFakeGitHub(t, token)
+	gh.addRelease("v1.0.0", false, false, siteRelease(t, "v1.0.0"))
+	env := []string{"GITHUB_API_URL=" + gh.env()("GITHUB_API_URL"), "GITHUB_TOKEN=" + token}
+	base := "ghr://" + gh.Owner + "/" + gh.Repo
+	r := runDewy(t, env, "assets", "--registry", base, "--root", t.TempDir(), "--once", "--host-id", "web-1")
+	if r.status != 0 || gh.Uploads.Load() != 0 {
+		t.Fatalf("report off: status %d, %d uploads:\n%s", r.status, gh.Uploads.Load(), r.out)
+	}
+	for i := range 2 {
+		r = runDewy(t, env, "assets", "--registry", base+"?report=true", "--root", t.TempDir(), "--once", "--host-id", "web-1")
+		if r.status != 0 || strings.Contains(r.out, "could not report") {
+			t.Fatalf("report on, run %d: status %d:\n%s", i, r.status, r.out)
+		}
+	}
+	data, ok := gh.asset("v1.0.0", "deployed_web-1.json")
+	var ev deployEvent
+	if !ok || json.Unmarshal(data, &ev) != nil || ev.Kind != eventDeployed || ev.Host != "web-1" || ev.Version != "v1.0.0" {
+		t.Fatalf("deployed_web-1.json = %q (present %v)", data, ok)
+	}
+	if n := gh.Uploads.Load(); n != 2 {
+		t.Fatalf("%d uploads, want 2 (the second replaces the first)", n)
+	}
+	if strings.Contains(string(data), token) {
+		t.Fatalf("report holds the token")
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,11 +18,11 @@ import (
 // githubRegistry lists the releases of one GitHub repository (ghr://owner/repo)
 // through the REST API and opens their assets (ghr://owner/repo/tag/TAG/NAME?id=N).
 type githubRegistry struct {
-	api    *url.URL // API root without trailing slash: https://api.github.com or https://HOST/api/v3
-	owner  string
-	repo   string
-	token  string // never logged, never part of an error
-	report bool   // report=true: publish deployment reports to the repository
+	api      *url.URL // API root without trailing slash: https://api.github.com or https://HOST/api/v3
+	owner    string
+	repo     string
+	token    string // never logged, never part of an error
+	reportOn bool   // report=true: publish deployment reports to the repository
 
 	apiClient      *http.Client // follows redirects (renamed repositories answer 301)
 	downloadClient *http.Client // never follows, so the token cannot travel to the storage host
@@ -82,7 +83,7 @@ func newGitHubRegistry(u *url.URL, getenv func(string) string, log *slog.Logger)
 			if len(vals) != 1 || (vals[0] != "true" && vals[0] != "false") {
 				return nil, fmt.Errorf("github registry %q: report must be true or false", u.Redacted())
 			}
-			g.report = vals[0] == "true"
+			g.reportOn = vals[0] == "true"
 		default:
 			return nil, fmt.Errorf("github registry %q: unknown option %q", u.Redacted(), key)
 		}
@@ -614,4 +615,89 @@ func githubParseAssetURL(u *url.URL) (owner, repo, tag, name string, id int64, e
 		}
 	}
 	return owner, repo, tag, name, id, nil
+}
+
+var _ reporter = (*githubRegistry)(nil)
+
+// report, with report=true on the registry URL, uploads the deploy event
+// as the release asset deployed_<host>.json, replacing the host's previous
+// one. It is opt-in because it needs a token that can write to the
+// repository (contents: write), which a host that only deploys should not
+// hold; and every host adds an asset to the release.
+func (g *githubRegistry) report(ctx context.Context, rep deployReport) error {
+	if !g.reportOn || g.token == "" {
+		return nil
+	}
+	body, err := reportBody(rep)
+	if err != nil {
+		return err
+	}
+	name := "deployed_" + rep.Host + ".json"
+	var rel struct {
+		UploadURL string        `json:"upload_url"`
+		Assets    []githubAsset `json:"assets"`
+	}
+	req, err := g.newAPIRequest(ctx, g.repoURL()+"/releases/"+url.PathEscape(rep.ID))
+	if err != nil {
+		return err
+	}
+	resp, err := g.apiClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("github %s: report: %w", g.name(), err)
+	}
+	if err := g.readJSON(resp, &rel, "report: release "+rep.ID); err != nil {
+		return err
+	}
+	upload, err := g.uploadURL(rel.UploadURL)
+	if err != nil {
+		return err
+	}
+	for _, a := range rel.Assets {
+		if a.Name != name {
+			continue
+		}
+		if err := g.send(ctx, http.MethodDelete, g.repoURL()+"/releases/assets/"+strconv.FormatInt(a.ID, 10), nil, http.StatusNoContent); err != nil {
+			return err
+		}
+	}
+	return g.send(ctx, http.MethodPost, upload+"?name="+url.QueryEscape(name), body, http.StatusCreated)
+}
+
+// uploadURL checks the release's upload_url template before the token is
+// sent there: GitHub's own upload host, or the Enterprise server's.
+func (g *githubRegistry) uploadURL(tmpl string) (string, error) {
+	raw, _, _ := strings.Cut(tmpl, "{")
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("github %s: report: release has no usable upload_url", g.name())
+	}
+	apiHost := g.api.Hostname()
+	ok := u.Host == g.api.Host || (apiHost == "api.github.com" && u.Hostname() == "uploads.github.com")
+	if !ok || (u.Scheme != "https" && u.Scheme != g.api.Scheme) {
+		return "", fmt.Errorf("github %s: report: upload_url host %q is not the API's; not sending the token there", g.name(), u.Host)
+	}
+	return u.String(), nil
+}
+
+// send makes one authorised write request and checks its status.
+func (g *githubRegistry) send(ctx context.Context, method, target string, body []byte, want int) error {
+	req, err := g.newAPIRequest(ctx, target)
+	if err != nil {
+		return err
+	}
+	req.Method = method
+	if body != nil {
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		req.ContentLength = int64(len(body))
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := g.downloadClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("github %s: report: %s: %w", g.name(), method, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != want {
+		return g.statusError(resp, fmt.Sprintf("github %s: report: %s %s", g.name(), method, githubRedactURL(target)))
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -43,6 +44,7 @@ type fakeGitHub struct {
 	NotModified     atomic.Int64 // listing pages answered 304
 	AssetRequests   atomic.Int64 // every request to the storage host
 	AssetAuthorized atomic.Int64 // storage-host requests carrying Authorization; must stay 0
+	Uploads         atomic.Int64 // release assets uploaded
 
 	token  string
 	apiURL string
@@ -98,6 +100,10 @@ func newFakeGitHub(t *testing.T, token string) *fakeGitHub {
 	api.HandleFunc("GET /repositories/{id}/releases", f.handleList)
 	api.HandleFunc("GET /repos/{owner}/{repo}/releases/tags/{tag}", f.handleTag)
 	api.HandleFunc("GET /repos/{owner}/{repo}/releases/assets/{id}", f.handleAsset)
+	api.HandleFunc("GET /repos/{owner}/{repo}/releases/{id}", f.handleRelease)
+	api.HandleFunc("DELETE /repos/{owner}/{repo}/releases/assets/{id}", f.handleDeleteAsset)
+	// GitHub Enterprise's layout: uploads on the API's host under /api/uploads.
+	api.HandleFunc("POST /api/uploads/repos/{owner}/{repo}/releases/{id}/assets", f.handleUpload)
 	f.API = httptest.NewServer(f.apiMiddleware(api))
 	t.Cleanup(f.API.Close)
 	f.apiURL = strings.Replace(f.API.URL, "127.0.0.1", "localhost", 1)
@@ -492,6 +498,7 @@ type fakeGHReleaseJSON struct {
 	PublishedAt     *time.Time        `json:"published_at"`
 	Assets          []fakeGHAssetJSON `json:"assets"`
 	Body            string            `json:"body"`
+	UploadURL       string            `json:"upload_url"`
 }
 
 type fakeGHAssetJSON struct {
@@ -524,6 +531,7 @@ func (f *fakeGitHub) releaseJSON(r *fakeGHRelease) fakeGHReleaseJSON {
 		Prerelease:      r.Prerelease,
 		CreatedAt:       r.Created,
 		Assets:          []fakeGHAssetJSON{},
+		UploadURL:       fmt.Sprintf("%s/api/uploads/repos/%s/%s/releases/%d/assets{?name,label}", f.apiURL, f.Owner, f.Repo, r.ID),
 	}
 	if !r.Draft {
 		p := r.Created.Add(time.Second)
@@ -548,4 +556,93 @@ func (f *fakeGitHub) assetJSON(r *fakeGHRelease, a fakeGHAsset) fakeGHAssetJSON 
 		CreatedAt:          r.Created,
 		UpdatedAt:          r.Created,
 	}
+}
+
+// handleRelease answers one release by id, as GET /repos/o/r/releases/{id}.
+func (f *fakeGitHub) handleRelease(w http.ResponseWriter, r *http.Request) {
+	if !f.repoVisible(w, r) {
+		return
+	}
+	f.mu.Lock()
+	var found *fakeGHReleaseJSON
+	for _, rel := range f.rels {
+		if fmt.Sprint(rel.ID) == r.PathValue("id") {
+			j := f.releaseJSON(rel)
+			found = &j
+		}
+	}
+	f.mu.Unlock()
+	f.rateHeaders(w, fakeGHAuthed(r), true)
+	if found == nil {
+		fakeGHError(w, http.StatusNotFound, "Not Found")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	json.NewEncoder(w).Encode(found)
+}
+
+// handleUpload adds a release asset, as GitHub's upload endpoint does:
+// authorised only, 422 when the name is taken.
+func (f *fakeGitHub) handleUpload(w http.ResponseWriter, r *http.Request) {
+	if !fakeGHAuthed(r) {
+		fakeGHError(w, http.StatusUnauthorized, "Requires authentication")
+		return
+	}
+	name := r.URL.Query().Get("name")
+	data, _ := io.ReadAll(r.Body)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, rel := range f.rels {
+		if fmt.Sprint(rel.ID) != r.PathValue("id") {
+			continue
+		}
+		for _, a := range rel.Assets {
+			if a.Name == name {
+				fakeGHError(w, http.StatusUnprocessableEntity, "Validation Failed: already_exists")
+				return
+			}
+		}
+		f.nextID++
+		a := fakeGHAsset{ID: f.nextID, Name: name, Data: data}
+		rel.Assets = append(rel.Assets, a)
+		f.Uploads.Add(1)
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.WriteHeader(http.StatusCreated)
+		json.NewEncoder(w).Encode(f.assetJSON(rel, a))
+		return
+	}
+	fakeGHError(w, http.StatusNotFound, "Not Found")
+}
+
+func (f *fakeGitHub) handleDeleteAsset(w http.ResponseWriter, r *http.Request) {
+	if !fakeGHAuthed(r) {
+		fakeGHError(w, http.StatusUnauthorized, "Requires authentication")
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, rel := range f.rels {
+		for i, a := range rel.Assets {
+			if fmt.Sprint(a.ID) == r.PathValue("id") {
+				rel.Assets = slices.Delete(rel.Assets, i, i+1)
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+		}
+	}
+	fakeGHError(w, http.StatusNotFound, "Not Found")
+}
+
+// asset returns the bytes of a release's asset, for tests to read back.
+func (f *fakeGitHub) asset(tag, name string) ([]byte, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, rel := range f.rels {
+		for _, a := range rel.Assets {
+			if rel.Tag == tag && a.Name == name {
+				return a.Data, true
+			}
+		}
+	}
+	return nil, false
 }

@@ -434,9 +434,9 @@ func TestGitHubNewRegistry(t *testing.T) {
 			t.Errorf("newGitHubRegistry(%q): %v", tc.in, err)
 			continue
 		}
-		if g.api.String() != tc.wantAPI || g.token != tc.wantToken || g.report != tc.wantReport || g.owner != "owner" || g.repo != "repo" {
+		if g.api.String() != tc.wantAPI || g.token != tc.wantToken || g.reportOn != tc.wantReport || g.owner != "owner" || g.repo != "repo" {
 			t.Errorf("newGitHubRegistry(%q) = api %q token %q report %v %s/%s, want api %q token %q report %v owner/repo",
-				tc.in, g.api, g.token, g.report, g.owner, g.repo, tc.wantAPI, tc.wantToken, tc.wantReport)
+				tc.in, g.api, g.token, g.reportOn, g.owner, g.repo, tc.wantAPI, tc.wantToken, tc.wantReport)
 		}
 	}
 }
