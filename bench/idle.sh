@@ -3,7 +3,7 @@
 # for DURATION seconds (default 600). Reports RSS (VmRSS, VmHWM) and the
 # CPU time dewy used, as a share of one core.
 #
-# Usage: bench/idle.sh [DURATION_SECONDS] [REGISTRY: file|github]   (defaults: 600 github)
+# Usage: [TAGS="nos3 nogcs ..."] bench/idle.sh [DURATION_SECONDS] [REGISTRY: file|github]   (defaults: 600 github)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-600}
@@ -12,7 +12,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/dewy-idle.XXXXXX")
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
 
-go build -o "$work/dewy" .
+CGO_ENABLED=0 go build -tags "${TAGS:-}" -o "$work/dewy" .
 go build -o "$work/ghfake" ./bench/ghfake
 mkdir -p "$work/registry/v1.0.0"
 echo "site v1" > "$work/registry/v1.0.0/site_linux_amd64"
@@ -36,6 +36,7 @@ sleep "$duration"
 t1=$(ticks)
 hz=$(getconf CLK_TCK)
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+anon=$(awk '/RssAnon/ {print $2}' "/proc/$pid/status")
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
-cpu=$(echo "scale=4; ($t1 - $t0) / $hz / $duration * 100" | bc)
-echo "registry $kind, ${duration}s at -i 10s: RSS $((rss / 1024)) MiB (peak $((hwm / 1024)) MiB), CPU $(echo "scale=2; ($t1 - $t0) / $hz" | bc)s = ${cpu}% of one core"
+cpu=$(echo "scale=4; ($t1 - $t0) * 100 / $hz / $duration" | bc)
+echo "registry $kind, tags [${TAGS:-}], ${duration}s at -i 10s: RSS $((rss / 1024)) MiB (private $((anon / 1024)) MiB, peak $((hwm / 1024)) MiB), CPU $(echo "scale=2; ($t1 - $t0) / $hz" | bc)s = ${cpu}% of one core"
