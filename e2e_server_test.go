@@ -104,3 +104,40 @@ func TestE2EServerRollbackUnderLoad(t *testing.T) {
 		}
 	}
 }
+
+// A restarted dewy whose current release no longer starts (its directory
+// was tampered with) deploys the registry's release afresh instead of
+// calling it up to date and serving nothing.
+func TestE2EServerRedeploysWhenCurrentWontStart(t *testing.T) {
+	buildApps(t)
+	reg, root := t.TempDir(), t.TempDir()
+	addr := freeAddr(t)
+	publishDir(t, reg, []suiteRelease{{Tag: "v1.0.0", Files: appRelease(t, "v1.0.0", "v1")}})
+	start := func() (*exec.Cmd, *syncBuffer) {
+		cmd := exec.Command(dewyBinary(t), "server", "--registry", "file://"+reg, "--root", root,
+			"-p", addr, "--health-path", "/healthz", "--health-timeout", "3s", "-i", "1h",
+			"--", filepath.Join(root, "current", "app"))
+		out := &syncBuffer{}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd, out
+	}
+	cmd, out := start()
+	waitFor(t, out, "deployed v1.0.0")
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "current", "app.flags"), []byte("-exit-at-once"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, out = start()
+	waitFor(t, out, "deploying afresh")
+	waitFor(t, out, "deployed v1.0.0")
+	if body, _ := get(t, "http://"+addr+"/"); !strings.Contains(body, "v1") {
+		t.Fatalf("after redeploy the service answers %q", body)
+	}
+}

@@ -186,7 +186,11 @@ func run(ctx context.Context, cfg *config) error {
 		go func() { supDone <- sup.run(supCtx) }()
 		if state.Current != "" {
 			if err := sup.activate(ctx, state.Current); err != nil {
-				log.Error("could not start the current release", "version", state.Current, "err", err)
+				// Nothing serves. Forget what current claims, so the first
+				// poll deploys the newest release afresh instead of calling
+				// a release that does not start "up to date".
+				log.Error("could not start the current release; deploying afresh", "version", state.Current, "err", err)
+				state.Current = ""
 			} else {
 				ready()
 			}
