@@ -20,8 +20,8 @@ import (
 
 // storeE2E is one bucket store as the dewy binary sees it.
 type storeE2E struct {
-	registry string                                       // --registry URL
-	env      []string                                     // credentials and endpoints
+	registry string                                        // --registry URL
+	env      []string                                      // credentials and endpoints
 	put      func(t *testing.T, objects map[string][]byte) // publish under the registry's prefix
 	get      func(t *testing.T, key string) []byte         // read back an object under the prefix
 }
