@@ -26,6 +26,7 @@ type config struct {
 
 	Registry    *url.URL // with the shared selection options removed
 	RegistryRaw string   // as given, for messages
+	RegistryBy  string   // where it was given: --registry, DEWY_REGISTRY or the file's key
 	Select      selectOptions
 	Cache       string
 	Notifiers   []string
@@ -409,6 +410,9 @@ func parseArgs(args []string, getenv func(string) string) (*config, error) {
 				return usagef("%s %q: %v", source, v, err)
 			}
 		}
+		if o.key == "registry" {
+			cfg.RegistryBy = source
+		}
 		return nil
 	}
 	fromFile := map[string]bool{}
@@ -479,7 +483,7 @@ func (c *config) validate(getenv func(string) string) error {
 	}
 	u, sel, err := parseRegistryURL(c.RegistryRaw)
 	if err != nil {
-		return &usageError{err.Error()}
+		return &usageError{c.registryMessage(err.Error())}
 	}
 	c.Registry, c.Select = u, sel
 	c.Select.GOOS, c.Select.GOARCH = runtime.GOOS, runtime.GOARCH
@@ -732,4 +736,13 @@ func escapeControl(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// registryMessage names the registry setting as the operator gave it
+// (DEWY_REGISTRY, the TOML key) rather than always as the flag.
+func (c *config) registryMessage(msg string) string {
+	if c.RegistryBy == "" || c.RegistryBy == "--registry" {
+		return msg
+	}
+	return strings.Replace(msg, "--registry", c.RegistryBy, 1)
 }

@@ -70,7 +70,7 @@ func run(ctx context.Context, cfg *config) error {
 
 	reg, err := newRegistry(ctx, cfg.Registry, cfg.Select, os.Getenv, log)
 	if err != nil {
-		return &usageError{fmt.Sprintf("--registry %q: %v", redactRaw(cfg.RegistryRaw), err)}
+		return &usageError{cfg.registryMessage(fmt.Sprintf("--registry %q: %v", redactRaw(cfg.RegistryRaw), err))}
 	}
 	cs, err := newCache(ctx, cfg.Cache, cfg.Root, os.Getenv, log.With("component", "cache"))
 	if err != nil {
