@@ -505,7 +505,7 @@ func (g *githubRegistry) download(resp *http.Response, obj string, offset int64)
 		}
 		return resp.Body, resp.ContentLength, nil
 	case http.StatusPartialContent:
-		start, total, err := githubContentRange(resp.Header.Get("Content-Range"))
+		start, total, err := parseContentRange(resp.Header.Get("Content-Range"))
 		if err != nil || start != offset {
 			resp.Body.Close()
 			return nil, 0, fmt.Errorf("open %s: asked for bytes from %d, got Content-Range %q", obj, offset, resp.Header.Get("Content-Range"))
@@ -515,40 +515,13 @@ func (g *githubRegistry) download(resp *http.Response, obj string, offset int64)
 		resp.Body.Close()
 		// "bytes */SIZE": an offset equal to the size means the caller
 		// already has every byte.
-		if _, total, err := githubContentRange(resp.Header.Get("Content-Range")); err == nil && total == offset {
+		if _, total, err := parseContentRange(resp.Header.Get("Content-Range")); err == nil && total == offset {
 			return io.NopCloser(strings.NewReader("")), total, nil
 		}
 		return nil, 0, fmt.Errorf("open %s: offset %d is beyond the end (Content-Range %q)", obj, offset, resp.Header.Get("Content-Range"))
 	}
 	defer resp.Body.Close()
 	return nil, 0, g.statusError(resp, "open "+obj)
-}
-
-// githubContentRange parses "bytes START-END/TOTAL" or "bytes */TOTAL";
-// TOTAL "*" yields -1. START is -1 for the unsatisfied form.
-func githubContentRange(h string) (start, total int64, err error) {
-	rest, ok := strings.CutPrefix(h, "bytes ")
-	if !ok {
-		return 0, 0, fmt.Errorf("malformed Content-Range %q", h)
-	}
-	rng, size, ok := strings.Cut(rest, "/")
-	if !ok {
-		return 0, 0, fmt.Errorf("malformed Content-Range %q", h)
-	}
-	total = -1
-	if size != "*" {
-		if total, err = strconv.ParseInt(size, 10, 64); err != nil {
-			return 0, 0, fmt.Errorf("malformed Content-Range %q", h)
-		}
-	}
-	if rng == "*" {
-		return -1, total, nil
-	}
-	first, _, ok := strings.Cut(rng, "-")
-	if start, err = strconv.ParseInt(first, 10, 64); !ok || err != nil {
-		return 0, 0, fmt.Errorf("malformed Content-Range %q", h)
-	}
-	return start, total, nil
 }
 
 // lookupAsset finds an asset's id from its release tag and name.

@@ -161,22 +161,41 @@ func retryAfter(h string, now time.Time) (time.Time, bool) {
 // httpContentRange checks that a 206 answer's Content-Range
 // ("bytes START-END/TOTAL") starts at offset and returns TOTAL, -1 for "*".
 func httpContentRange(h string, offset int64) (int64, error) {
-	rest, ok := strings.CutPrefix(h, "bytes ")
-	rng, size, ok2 := strings.Cut(rest, "/")
-	first, _, ok3 := strings.Cut(rng, "-")
-	start, err := strconv.ParseInt(first, 10, 64)
-	if !ok || !ok2 || !ok3 || err != nil {
-		return 0, fmt.Errorf("malformed Content-Range %q", h)
-	}
-	if start != offset {
+	start, total, err := parseContentRange(h)
+	switch {
+	case err != nil:
+		return 0, err
+	case start != offset:
 		return 0, fmt.Errorf("asked for bytes from %d, got Content-Range %q", offset, h)
-	}
-	if size == "*" {
-		return -1, nil
-	}
-	total, err := strconv.ParseInt(size, 10, 64)
-	if err != nil || total <= start {
+	case total != -1 && total <= start:
 		return 0, fmt.Errorf("malformed Content-Range %q", h)
 	}
 	return total, nil
+}
+
+// parseContentRange parses "bytes START-END/TOTAL" or "bytes */TOTAL";
+// TOTAL "*" yields -1. START is -1 for the unsatisfied form.
+func parseContentRange(h string) (start, total int64, err error) {
+	rest, ok := strings.CutPrefix(h, "bytes ")
+	if !ok {
+		return 0, 0, fmt.Errorf("malformed Content-Range %q", h)
+	}
+	rng, size, ok := strings.Cut(rest, "/")
+	if !ok {
+		return 0, 0, fmt.Errorf("malformed Content-Range %q", h)
+	}
+	total = -1
+	if size != "*" {
+		if total, err = strconv.ParseInt(size, 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("malformed Content-Range %q", h)
+		}
+	}
+	if rng == "*" {
+		return -1, total, nil
+	}
+	first, _, ok := strings.Cut(rng, "-")
+	if start, err = strconv.ParseInt(first, 10, 64); !ok || err != nil {
+		return 0, 0, fmt.Errorf("malformed Content-Range %q", h)
+	}
+	return start, total, nil
 }
