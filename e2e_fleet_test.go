@@ -1,4 +1,4 @@
-//go:build !noredis
+//go:build !noredis && !noconsul
 
 package main
 
@@ -15,17 +15,27 @@ import (
 	"time"
 )
 
-// Three dewy processes, one Redis: the registry is asked about once per
-// registry-ttl window however many hosts poll, and with max-parallel=1 no
-// two hosts are inside a deploy (before-hook to after-hook) at once.
-func TestE2EFleetRedis(t *testing.T) {
-	addr := backendAddr(t, "redis", "DEWY_TEST_REDIS_ADDR")
+// Three dewy processes, one Redis or Consul: the registry is asked about
+// once per registry-ttl window however many hosts poll, and with
+// max-parallel=1 no two hosts are inside a deploy (before-hook to
+// after-hook) at once.
+func TestE2EFleet(t *testing.T) {
+	prefix := "dewy-e2e-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	t.Run("redis", func(t *testing.T) {
+		addr := backendAddr(t, "redis", "DEWY_TEST_REDIS_ADDR")
+		testE2EFleet(t, fmt.Sprintf("redis://%s/0?prefix=%s&registry-ttl=2s&max-parallel=1", addr, prefix))
+	})
+	t.Run("consul", func(t *testing.T) {
+		addr := backendAddr(t, "consul", "DEWY_TEST_CONSUL_ADDR")
+		testE2EFleet(t, fmt.Sprintf("consul://%s/%s?registry-ttl=2s&max-parallel=1", addr, prefix))
+	})
+}
+
+func testE2EFleet(t *testing.T, cache string) {
 	gh := newFakeGitHub(t, "")
 	gh.addRelease("v1.0.0", false, false, siteRelease(t, "v1.0.0"))
 	dir := t.TempDir()
 	windows := filepath.Join(dir, "windows.log")
-	prefix := "dewy-e2e-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	cache := fmt.Sprintf("redis://%s/0?prefix=%s&registry-ttl=2s&max-parallel=1", addr, prefix)
 	hook := func(what string) string {
 		// One short line per write, appended: whole lines even with three writers.
 		return `echo "` + what + ` $DEWY_HOST $(date +%s%N)" >> ` + windows + `; sleep 0.3`
@@ -53,8 +63,10 @@ func TestE2EFleetRedis(t *testing.T) {
 	idle := 8 * time.Second
 	time.Sleep(idle) // a measurement window, not synchronisation
 	listings := gh.Listings.Load() + gh.NotModified.Load() - before
-	// One per 2 s window, plus one for a window boundary at each end.
-	if most := int64(idle/(2*time.Second)) + 2; listings > most {
+	// One per 2 s window (8 s touch at most 5 windows), plus slack for a
+	// host on a loaded machine that gave up waiting for the answer and
+	// asked itself; unshared, 3 hosts would list 24 times.
+	if most := int64(idle/(2*time.Second)) + 3; listings > most {
 		t.Fatalf("%d registry listings in %s from 3 hosts, want at most %d (one per registry-ttl window)", listings, idle, most)
 	}
 	t.Logf("3 hosts polling every 1s for %s: %d registry listings", idle, listings)
