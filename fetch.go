@@ -146,25 +146,9 @@ var errNoChecksum = errors.New("release publishes no checksum for the artifact")
 // they give for name, and which file said so. errNoChecksum when none does.
 func expectedDigest(ctx context.Context, storeFor func(*url.URL) (artifactStore, error), files []asset, name string) (sum, from string, err error) {
 	for _, a := range files {
-		u, err := url.Parse(a.URL)
+		data, err := readSmallAsset(ctx, storeFor, a, maxChecksumFile)
 		if err != nil {
-			return "", "", fmt.Errorf("checksum file %s: bad URL: %w", a.Name, err)
-		}
-		store, err := storeFor(u)
-		if err != nil {
-			return "", "", err
-		}
-		body, _, err := store.open(ctx, u, 0)
-		if err != nil {
-			return "", "", fmt.Errorf("read checksum file %s: %w", a.Name, err)
-		}
-		data, err := io.ReadAll(io.LimitReader(body, maxChecksumFile+1))
-		body.Close()
-		if err != nil {
-			return "", "", fmt.Errorf("read checksum file %s: %w", a.Name, err)
-		}
-		if len(data) > maxChecksumFile {
-			return "", "", fmt.Errorf("checksum file %s: larger than %d bytes", a.Name, maxChecksumFile)
+			return "", "", fmt.Errorf("checksum file: %w", err)
 		}
 		single := a.Name == name+".sha256" || a.Name == name+".sha256sum"
 		got, ok, err := parseChecksums(data, name, single)
@@ -234,4 +218,30 @@ func redactURL(u *url.URL) string {
 	c.RawQuery = ""
 	c.Fragment = ""
 	return c.String()
+}
+
+// readSmallAsset reads a signature or checksum file of a release, refusing
+// one larger than limit.
+func readSmallAsset(ctx context.Context, storeFor func(*url.URL) (artifactStore, error), a asset, limit int64) ([]byte, error) {
+	u, err := url.Parse(a.URL)
+	if err != nil {
+		return nil, fmt.Errorf("%s: bad URL", a.Name)
+	}
+	store, err := storeFor(u)
+	if err != nil {
+		return nil, err
+	}
+	body, _, err := store.open(ctx, u, 0)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", a.Name, err)
+	}
+	defer body.Close()
+	data, err := io.ReadAll(io.LimitReader(body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", a.Name, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%w: %s is larger than %d bytes", errVerify, a.Name, limit)
+	}
+	return data, nil
 }

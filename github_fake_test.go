@@ -379,14 +379,20 @@ func fakeGHETagMatch(header, etag string) bool {
 }
 
 func (f *fakeGitHub) handleTag(w http.ResponseWriter, r *http.Request) {
+	tag := r.PathValue("tag")
+	f.serveRelease(w, r, func(rel *fakeGHRelease) bool { return rel.Tag == tag && !rel.Draft })
+}
+
+// serveRelease answers the release match picks, as GitHub's single-release
+// endpoints do, or 404.
+func (f *fakeGitHub) serveRelease(w http.ResponseWriter, r *http.Request, match func(*fakeGHRelease) bool) {
 	if !f.repoVisible(w, r) {
 		return
 	}
-	tag := r.PathValue("tag")
 	f.mu.Lock()
 	var found *fakeGHReleaseJSON
 	for _, rel := range f.rels {
-		if rel.Tag == tag && !rel.Draft {
+		if match(rel) {
 			j := f.releaseJSON(rel)
 			found = &j
 		}
@@ -560,25 +566,8 @@ func (f *fakeGitHub) assetJSON(r *fakeGHRelease, a fakeGHAsset) fakeGHAssetJSON 
 
 // handleRelease answers one release by id, as GET /repos/o/r/releases/{id}.
 func (f *fakeGitHub) handleRelease(w http.ResponseWriter, r *http.Request) {
-	if !f.repoVisible(w, r) {
-		return
-	}
-	f.mu.Lock()
-	var found *fakeGHReleaseJSON
-	for _, rel := range f.rels {
-		if fmt.Sprint(rel.ID) == r.PathValue("id") {
-			j := f.releaseJSON(rel)
-			found = &j
-		}
-	}
-	f.mu.Unlock()
-	f.rateHeaders(w, fakeGHAuthed(r), true)
-	if found == nil {
-		fakeGHError(w, http.StatusNotFound, "Not Found")
-		return
-	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	json.NewEncoder(w).Encode(found)
+	id := r.PathValue("id")
+	f.serveRelease(w, r, func(rel *fakeGHRelease) bool { return fmt.Sprint(rel.ID) == id })
 }
 
 // handleUpload adds a release asset, as GitHub's upload endpoint does:

@@ -288,29 +288,3 @@ func (v *sigVerifier) verifyArtifact(path, name string, sig []byte) error {
 	}
 	return nil
 }
-
-// readSmallAsset reads a signature or checksum file of a release, refusing
-// one larger than limit.
-func readSmallAsset(ctx context.Context, storeFor func(*url.URL) (artifactStore, error), a asset, limit int64) ([]byte, error) {
-	u, err := url.Parse(a.URL)
-	if err != nil {
-		return nil, fmt.Errorf("%s: bad URL", a.Name)
-	}
-	store, err := storeFor(u)
-	if err != nil {
-		return nil, err
-	}
-	body, _, err := store.open(ctx, u, 0)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", a.Name, err)
-	}
-	defer body.Close()
-	data, err := io.ReadAll(io.LimitReader(body, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", a.Name, err)
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%w: %s is larger than %d bytes", errVerify, a.Name, limit)
-	}
-	return data, nil
-}
