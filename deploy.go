@@ -137,6 +137,7 @@ func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (
 			d.metrics.observeDeploy(outcomeOK, ev.Duration)
 			d.board.deployed(rel.Tag, ev.SHA256, d.state.DeployedAt)
 			d.metrics.current(rel.Tag)
+			d.metrics.serving(true)
 			notifyStatus("serving " + rel.Tag)
 			ev.Kind, ev.Outcome, ev.Hooks = eventDeployed, "ok", hooks
 			d.send(ev)
@@ -263,7 +264,17 @@ func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (
 		if rerr := pointCurrent(d.cfg.Root, prevDir); rerr != nil {
 			log.Error("could not point current back", "to", prevDir, "err", rerr)
 		}
-		log.Warn("rolled back to "+orNone(from), "reason", err)
+		if isInterrupted(err) || ctx.Err() != nil {
+			// Stopping dewy is no verdict on the release: it is tried
+			// again at the next start.
+			log.Info("deploy interrupted; "+rel.Tag+" will be tried again", "reason", err)
+			return fmt.Errorf("deploy %s: interrupted: %w", rel.Tag, err)
+		}
+		if from == "" {
+			log.Warn(rel.Tag+" did not start and nothing else can serve; trying it again after a backoff", "reason", err)
+		} else {
+			log.Warn("rolled back to "+from, "reason", err)
+		}
 		return fmt.Errorf("deploy %s: %w: %w", rel.Tag, errHealth, err)
 	}
 	if d.cfg.AfterHook != "" {
@@ -354,11 +365,35 @@ func (d *deployer) recordFailure(rel release, a asset, err error) {
 	// A release that failed to start, or whose signature is wrong, will
 	// not get better by itself: wait for it to change.
 	f.Permanent = errors.Is(err, errHealth) || errors.Is(err, errUnsigned) || errors.Is(err, errSignature)
-	wait := verifyBackoffMin << min(f.Attempts-1, 16)
-	f.NotBefore = d.now().Add(min(wait, verifyBackoffMax))
+	wait := min(verifyBackoffMin<<min(f.Attempts-1, 16), verifyBackoffMax)
+	if errors.Is(err, errHealth) && d.state.Current == "" {
+		// Nothing else can serve, so giving up helps nobody: the release
+		// is tried again with the crash-restart backoff (a database it
+		// needs may just be late).
+		f.Permanent = false
+		wait = min(time.Second<<min(f.Attempts-1, 16), time.Minute)
+	}
+	f.NotBefore = d.now().Add(wait)
 	d.state.Failed[tag] = f
 	d.board.failed(tag, f.Reason)
 	d.saveState(context.Background())
+}
+
+// retryDue returns the earliest time a release that failed may be tried
+// again, or the zero time when none is waiting: the poll loop comes back
+// then rather than a whole interval later.
+func (d *deployer) retryDue() time.Time {
+	var due time.Time
+	now := d.now()
+	for _, f := range d.state.Failed {
+		if f.Permanent || !f.NotBefore.After(now) {
+			continue
+		}
+		if due.IsZero() || f.NotBefore.Before(due) {
+			due = f.NotBefore
+		}
+	}
+	return due
 }
 
 // saveState writes the state file and, with a shared cache, this host's copy there.

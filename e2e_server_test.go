@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"net"
 	"os"
 	"os/exec"
@@ -113,18 +114,7 @@ func TestE2EServerRedeploysWhenCurrentWontStart(t *testing.T) {
 	reg, root := t.TempDir(), t.TempDir()
 	addr := freeAddr(t)
 	publishDir(t, reg, []suiteRelease{{Tag: "v1.0.0", Files: appRelease(t, "v1.0.0", "v1")}})
-	start := func() (*exec.Cmd, *syncBuffer) {
-		cmd := exec.Command(dewyBinary(t), "server", "--registry", "file://"+reg, "--root", root,
-			"-p", addr, "--health-path", "/healthz", "--health-timeout", "3s", "-i", "1h",
-			"--", filepath.Join(root, "current", "app"))
-		out := &syncBuffer{}
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		return cmd, out
-	}
+	start := func() (*exec.Cmd, *syncBuffer) { return startServer(t, reg, root, addr, "--health-timeout", "3s") }
 	cmd, out := start()
 	waitFor(t, out, "deployed v1.0.0")
 	cmd.Process.Signal(syscall.SIGTERM)
@@ -140,4 +130,100 @@ func TestE2EServerRedeploysWhenCurrentWontStart(t *testing.T) {
 	if body, _ := get(t, "http://"+addr+"/"); !strings.Contains(body, "v1") {
 		t.Fatalf("after redeploy the service answers %q", body)
 	}
+}
+
+// A first release that does not start is retried with the crash backoff
+// rather than abandoned; meanwhile the port refuses connections instead of
+// leaving them unanswered, and a newer release goes live as soon as it
+// appears.
+func TestE2EServerFirstDeployFailsThenRecovers(t *testing.T) {
+	buildApps(t)
+	reg, root := t.TempDir(), t.TempDir()
+	addr := freeAddr(t)
+	publishDir(t, reg, []suiteRelease{{Tag: "v1.0.0", Files: appRelease(t, "v1.0.0", "v1", "-exit-at-once")}})
+	cmd, out := startServer(t, reg, root, addr, "--health-timeout", "5s")
+	waitFor(t, out, "nothing serves; refusing connections")
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+		t.Fatalf("dial %s while nothing serves: connected, want refused", addr)
+	} else if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("dial %s while nothing serves: %v, want connection refused", addr, err)
+	}
+	// Tried again on its own, without waiting for the hour-long interval.
+	waitForCount(t, out, "deploying v1.0.0", 2)
+	if strings.Contains(out.String(), "current release keeps running") {
+		t.Errorf("the log claims a current release where there is none:\n%s", out.String())
+	}
+
+	publishDir(t, reg, []suiteRelease{{Tag: "v1.1.0", Files: appRelease(t, "v1.1.0", "v2")}})
+	cmd.Process.Signal(syscall.SIGUSR1)
+	waitFor(t, out, "deployed v1.1.0")
+	if body, _ := get(t, "http://"+addr+"/"); !strings.Contains(body, "v2") {
+		t.Fatalf("v1.1.0 live but answers %q", body)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("dewy exit after SIGTERM: %v", err)
+	}
+	hist := runDewy(t, nil, "history", "--root", root)
+	for _, want := range []string{"down", "up"} {
+		if !strings.Contains(hist.out, want) {
+			t.Errorf("dewy history lacks %q:\n%s", want, hist.out)
+		}
+	}
+}
+
+// SIGTERM while a new release is gated stops dewy without holding it
+// against the release: the next start tries it again.
+func TestE2EServerStopDuringGate(t *testing.T) {
+	buildApps(t)
+	reg, root := t.TempDir(), t.TempDir()
+	addr := freeAddr(t)
+	publishDir(t, reg, []suiteRelease{{Tag: "v1.0.0", Files: appRelease(t, "v1.0.0", "v1")}})
+	start := func() (*exec.Cmd, *syncBuffer) { return startServer(t, reg, root, addr, "--health-timeout", "10m") }
+	cmd, out := start()
+	waitFor(t, out, "deployed v1.0.0")
+	// Never ready while the test runs: it listens only after an hour.
+	publishDir(t, reg, []suiteRelease{{Tag: "v2.0.0", Files: appRelease(t, "v2.0.0", "v2", "-listen-after=1h")}})
+	cmd.Process.Signal(syscall.SIGUSR1)
+	waitFor(t, out, "deploying v2.0.0")
+	waitForCount(t, out, "child started", 2)
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("dewy exit after SIGTERM during the gate: %v\n%s", err, out.String())
+	}
+	if strings.Contains(out.String(), "rolled back") {
+		t.Errorf("a stop during the gate was taken for a failed release:\n%s", out.String())
+	}
+	st, err := loadState(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, ok := st.Failed["v2.0.0"]; ok {
+		t.Errorf("state records v2.0.0 as failed (%s) after a stop during its gate", f.Reason)
+	}
+	if st.Current != "v1.0.0" {
+		t.Errorf("state current = %q, want v1.0.0", st.Current)
+	}
+	cmd, out = start()
+	waitFor(t, out, "deploying v2.0.0")
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+}
+
+// startServer runs `dewy server` from the file registry reg with a health
+// path on addr, polling only when told; extra flags come before the command.
+func startServer(t *testing.T, reg, root, addr string, extra ...string) (*exec.Cmd, *syncBuffer) {
+	t.Helper()
+	args := []string{"server", "--registry", "file://" + reg, "--root", root,
+		"-p", addr, "--health-path", "/healthz", "-i", "1h"}
+	args = append(append(args, extra...), "--", filepath.Join(root, "current", "app"))
+	cmd := exec.Command(dewyBinary(t), args...)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd, out
 }

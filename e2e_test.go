@@ -283,16 +283,23 @@ func (b *syncBuffer) changed() <-chan struct{} {
 // waitFor blocks until the output contains s, woken by each write.
 func waitFor(t *testing.T, b *syncBuffer, s string) {
 	t.Helper()
-	deadline := time.After(60 * time.Second)
+	waitForCount(t, b, s, 1)
+}
+
+// waitForCount waits until s appears n times in b. The deadline is generous:
+// a loaded machine is slow, and only a hang should fail the test.
+func waitForCount(t *testing.T, b *syncBuffer, s string, n int) {
+	t.Helper()
+	deadline := time.After(3 * time.Minute)
 	for {
 		ch := b.changed()
-		if strings.Contains(b.String(), s) {
+		if strings.Count(b.String(), s) >= n {
 			return
 		}
 		select {
 		case <-ch:
 		case <-deadline:
-			t.Fatalf("timed out waiting for %q in output:\n%s", s, b.String())
+			t.Fatalf("timed out waiting for %d × %q in output:\n%s", n, s, b.String())
 		}
 	}
 }

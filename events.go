@@ -13,6 +13,8 @@ const (
 	eventFailed     = "failed"      // the deploy failed before anything was swapped
 	eventRestarted  = "restarted"   // the application was restarted by signal or request
 	eventStopped    = "stopped"     // dewy stopped
+	eventDown       = "down"        // nothing serves: no release is running, and the sockets refuse connections
+	eventUp         = "up"          // a release serves again after eventDown
 )
 
 // Deploy outcomes, as in deployEvent.Outcome and the metrics' outcome label.

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -244,29 +245,19 @@ func fdName(starter string) string {
 // made by os.NewFile from a non-blocking descriptor returns it from Fd
 // untouched, so the mode is never changed.
 func dupListener(ln net.Listener, name string) (*os.File, error) {
-	sc, ok := ln.(syscall.Conn)
-	if !ok {
-		return nil, fmt.Errorf("listener %s: cannot reach its descriptor", name)
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return nil, fmt.Errorf("listener %s: %w", name, err)
-	}
 	fd := -1
-	var dupErr error
-	err = rc.Control(func(s uintptr) {
+	err := controlListener(ln, func(s int) error {
 		// Under ForkLock, so that a process started meanwhile elsewhere
 		// in dewy (a hook) cannot inherit the copy before it is
 		// close-on-exec. os/exec clears the flag on the child's copy.
 		syscall.ForkLock.RLock()
 		defer syscall.ForkLock.RUnlock()
-		if fd, dupErr = syscall.Dup(int(s)); dupErr == nil {
+		var err error
+		if fd, err = syscall.Dup(s); err == nil {
 			syscall.CloseOnExec(fd)
 		}
+		return err
 	})
-	if err == nil {
-		err = dupErr
-	}
 	if err != nil {
 		return nil, fmt.Errorf("duplicate listener %s: %w", name, err)
 	}
@@ -277,4 +268,51 @@ func closeListeners(ls []*listener) {
 	for _, l := range ls {
 		l.ln.Close()
 	}
+}
+
+// pauseListeners makes the TCP sockets refuse connections while keeping
+// their ports: on Linux, shutdown(2) of a listening socket stops it
+// listening and resets the connections in its queue, and listen(2) later
+// starts it again on the same address, since the port was bound explicitly.
+// Unix sockets cannot be started again once shut down, so they keep
+// queueing.
+func pauseListeners(ls []*listener, log *slog.Logger) {
+	for _, l := range ls {
+		if _, ok := l.ln.(*net.TCPListener); !ok {
+			continue
+		}
+		if err := controlListener(l.ln, func(fd int) error { return syscall.Shutdown(fd, syscall.SHUT_RD) }); err != nil {
+			log.Warn("could not make the socket refuse connections", "listener", l.starter, "err", err)
+		}
+	}
+}
+
+// resumeListeners undoes pauseListeners.
+func resumeListeners(ls []*listener, log *slog.Logger) {
+	for _, l := range ls {
+		if _, ok := l.ln.(*net.TCPListener); !ok {
+			continue
+		}
+		// The kernel caps the backlog at net.core.somaxconn, as Go's own
+		// listeners ask for.
+		if err := controlListener(l.ln, func(fd int) error { return syscall.Listen(fd, 65535) }); err != nil {
+			log.Error("could not make the socket listen again", "listener", l.starter, "err", err)
+		}
+	}
+}
+
+func controlListener(ln net.Listener, f func(fd int) error) error {
+	sc, ok := ln.(syscall.Conn)
+	if !ok {
+		return errors.ErrUnsupported
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil {
+		return err
+	}
+	return ferr
 }

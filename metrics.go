@@ -24,6 +24,7 @@ type metrics struct {
 	pollErrors     prometheus.Counter
 	lastPoll       prometheus.Gauge
 	rollbacks      prometheus.Counter
+	up             prometheus.Gauge
 	childRestarts  prometheus.Counter
 	downloadBytes  prometheus.Counter
 	release        *prometheus.GaugeVec
@@ -54,6 +55,10 @@ func newMetrics(dewyVersion string) *metrics {
 			Name: "dewy_last_successful_poll_timestamp_seconds",
 			Help: "Unix time of the last registry check that succeeded.",
 		}),
+		up: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dewy_serving",
+			Help: "1 while a release serves (or, for assets, is in place); 0 while nothing does and the sockets refuse connections.",
+		}),
 		rollbacks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dewy_rollbacks_total",
 			Help: "Deploys whose release failed to start, so the previous release kept serving.",
@@ -83,7 +88,7 @@ func newMetrics(dewyVersion string) *metrics {
 		m.deploys.WithLabelValues(o)
 	}
 	m.reg.MustRegister(
-		m.deploys, m.deployDuration, m.pollErrors, m.lastPoll, m.rollbacks,
+		m.deploys, m.deployDuration, m.pollErrors, m.lastPoll, m.rollbacks, m.up,
 		m.childRestarts, m.downloadBytes, m.release, build,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -123,6 +128,18 @@ func (m *metrics) childRestart() {
 		return
 	}
 	m.childRestarts.Inc()
+}
+
+// serving records whether anything serves; see dewy_serving.
+func (m *metrics) serving(up bool) {
+	if m == nil {
+		return
+	}
+	if up {
+		m.up.Set(1)
+	} else {
+		m.up.Set(0)
+	}
 }
 
 func (m *metrics) downloaded(bytes int64) {

@@ -20,4 +20,5 @@ func (m *metrics) pollOK(time.Time)                    {}
 func (m *metrics) childRestart()                       {}
 func (m *metrics) downloaded(int64)                    {}
 func (m *metrics) current(string)                      {}
+func (m *metrics) serving(bool)                        {}
 func (m *metrics) handler() http.Handler               { return http.NotFoundHandler() }

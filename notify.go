@@ -316,7 +316,7 @@ func (t *notifyTarget) endRun(ctx context.Context) {
 }
 
 func (t *notifyTarget) deliver(ctx context.Context, e deployEvent) {
-	if t.quiet && e.Kind != eventFailed && e.Kind != eventRolledBack {
+	if t.quiet && e.Kind != eventFailed && e.Kind != eventRolledBack && e.Kind != eventDown {
 		return
 	}
 	e = scrubEvent(e, t.scrub)
@@ -633,7 +633,7 @@ func slackColor(kind string) string {
 		return "good"
 	case eventRolledBack:
 		return "warning"
-	case eventFailed:
+	case eventFailed, eventDown:
 		return "danger"
 	}
 	return "#439fe0"
@@ -684,6 +684,10 @@ func notifyHeadline(app string, e deployEvent) string {
 		return fmt.Sprintf("%s: restarted %s on %s", app, orNone(e.Version), host)
 	case eventStopped:
 		return fmt.Sprintf("%s: dewy stopped on %s (%s was live)", app, host, orNone(e.Version))
+	case eventDown:
+		return fmt.Sprintf("%s: nothing serves on %s; connections are refused", app, host)
+	case eventUp:
+		return fmt.Sprintf("%s: %s serves again on %s", app, orNone(e.Version), host)
 	}
 	return fmt.Sprintf("%s: %s on %s", app, e.Kind, host)
 }

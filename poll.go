@@ -79,12 +79,19 @@ func (d *deployer) pollLoop(ctx context.Context, interval time.Duration, poke <-
 			}
 			// Log once per streak (and every 10th time after), not on every poll.
 			if streak == 1 || streak%10 == 0 {
-				d.log.Error("poll failed; current release keeps running", "err", err, "failed_polls", streak, "next_poll_in", wait.Round(time.Second))
+				msg := "poll failed; " + orNone(d.state.Current) + " keeps running"
+				if d.state.Current == "" {
+					msg = "poll failed; no release is running"
+				}
+				d.log.Error(msg, "err", err, "failed_polls", streak, "next_poll_in", wait.Round(time.Second))
 			} else {
 				d.log.Debug("poll failed", "err", err, "failed_polls", streak)
 			}
 		}
 		j, now := jitter(wait), d.now()
+		if due := d.retryDue(); !due.IsZero() && due.Sub(now) < j {
+			j = max(due.Sub(now), 0)
+		}
 		d.board.pollDone(now, err, now.Add(j))
 		if err == nil {
 			d.metrics.pollOK(now)

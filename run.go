@@ -124,6 +124,9 @@ func run(ctx context.Context, cfg *config) error {
 	if state.Current != "" {
 		board.deployed(state.Current, state.SHA256, state.DeployedAt)
 		mets.current(state.Current)
+		if cfg.Command == "assets" {
+			mets.serving(true)
+		}
 	}
 	for tag, f := range state.Failed {
 		board.failed(tag, f.Reason)
@@ -179,8 +182,24 @@ func run(ctx context.Context, cfg *config) error {
 			return err
 		}
 		d.act = sup
-		sup.onChild = board.child
+		sup.onChild = func(pid, generation, restarts int) {
+			board.child(pid, generation, restarts)
+			if pid != 0 {
+				mets.serving(true)
+			}
+		}
 		sup.onRestart = mets.childRestart
+		sup.onDown = func(down bool, version, why string) {
+			kind := eventUp
+			if down {
+				kind = eventDown
+			}
+			e := d.event(kind, version)
+			e.Error = why
+			board.down(why)
+			mets.serving(!down)
+			emit(e)
+		}
 		supCtx, stopSup := context.WithCancel(context.Background())
 		defer stopSup()
 		go func() { supDone <- sup.run(supCtx) }()

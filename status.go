@@ -35,6 +35,9 @@ type statusJSON struct {
 	Generation  int    `json:"generation,omitempty"`
 	Restarts    int    `json:"restarts"`
 	LeaseHolder string `json:"lease_holder,omitempty"`
+	// Down says nothing serves and the sockets refuse connections, and why.
+	Down      string    `json:"down,omitempty"`
+	DownSince time.Time `json:"down_since,omitzero"`
 }
 
 // failedStatus is one release that failed to deploy.
@@ -118,6 +121,19 @@ func (b *statusBoard) child(pid, generation, restarts int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.s.ChildPID, b.s.Generation, b.s.Restarts = pid, generation, restarts
+}
+
+// down records that nothing serves, and why; "" when something serves again.
+func (b *statusBoard) down(why string) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.s.Down, b.s.DownSince = oneLine(why), time.Time{}
+	if why != "" {
+		b.s.DownSince = b.now()
+	}
 }
 
 // lease records which host holds the fleet's deploy lease; "" when none.

@@ -93,7 +93,10 @@ func (s statusJSON) problems() []string {
 	if s.PollErrorStreak >= maxHealthyPollErrors {
 		p = append(p, fmt.Sprintf("%d failed polls in a row", s.PollErrorStreak))
 	}
-	if s.Command == "server" && s.ChildPID == 0 {
+	switch {
+	case s.Down != "":
+		p = append(p, "nothing serves, connections are refused: "+s.Down)
+	case s.Command == "server" && s.ChildPID == 0:
 		p = append(p, "application not running")
 	}
 	return p

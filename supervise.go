@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"runtime"
@@ -35,6 +33,12 @@ type serverConfig struct {
 const healthName = "dewy-health"
 
 var errStopped = errors.New("supervisor stopped")
+
+// isInterrupted reports whether an activation ended because dewy is
+// stopping or its caller gave up: that is no verdict on the release.
+func isInterrupted(err error) bool {
+	return errors.Is(err, errStopped) || errors.Is(err, context.Canceled)
+}
 
 // A supervisor runs one generation of the child at a time, and two while
 // swapping. It binds the listening sockets once and gives every generation a
@@ -65,6 +69,9 @@ type supervisor struct {
 	log *slog.Logger
 	exe string      // dewy itself, run as the exec shim
 	lns []*listener // held for the supervisor's whole life
+	// shared is where health probes reach the first shared TCP socket;
+	// nil where only the private listener can be probed (see gate.go).
+	shared *net.TCPAddr
 
 	// Crash-restart backoff and probe pacing; tests shorten them before
 	// run starts.
@@ -72,18 +79,27 @@ type supervisor struct {
 	backoffMax   time.Duration // the delay doubles up to this
 	backoffReset time.Duration // a child up this long starts over at backoffMin
 	probeEvery   time.Duration // pause between health probes
+	// downAfter is how long nothing may serve before the sockets refuse
+	// connections instead of queueing them for a process that may not come.
+	downAfter time.Duration
 
 	// Observers, set before run starts and called from the run goroutine
 	// only: the status board and metrics learn of children this way.
 	onChild   func(pid, generation, restarts int) // pid 0: nothing serving
 	onRestart func()                              // a crashed child was restarted, or a restart request served
+	// onDown is told when nothing has served for downAfter (down true:
+	// the sockets now refuse connections) and when a child serves again.
+	onDown func(down bool, version, why string)
 
 	reqC   chan request
 	killC  chan struct{}
 	exitC  chan *child
 	readyC chan readyEvent
 	drainC chan *child
-	done   chan struct{} // closed when run returns
+	// notifiedC carries a child's first READY=1, whenever it comes: a
+	// late one still tells dewy that the app speaks sd_notify.
+	notifiedC chan *child
+	done      chan struct{} // closed when run returns
 }
 
 // A request asks run to start a new generation.
@@ -161,20 +177,24 @@ func newSupervisor(cfg serverConfig, log *slog.Logger) (*supervisor, error) {
 	if cfg.HealthPath != "" && !strings.HasPrefix(cfg.HealthPath, "/") {
 		cfg.HealthPath = "/" + cfg.HealthPath
 	}
+	lns := append(inherited, bound...)
 	return &supervisor{
 		cfg:          cfg,
 		log:          log,
 		exe:          exe,
-		lns:          append(inherited, bound...),
+		lns:          lns,
+		shared:       sharedProbeAddr(lns),
 		backoffMin:   time.Second,
 		backoffMax:   time.Minute,
 		backoffReset: 30 * time.Second,
 		probeEvery:   100 * time.Millisecond,
+		downAfter:    time.Second,
 		reqC:         make(chan request),
 		killC:        make(chan struct{}, 1),
 		exitC:        make(chan *child),
 		readyC:       make(chan readyEvent),
 		drainC:       make(chan *child),
+		notifiedC:    make(chan *child),
 		done:         make(chan struct{}),
 	}, nil
 }
@@ -188,7 +208,8 @@ func newSupervisor(cfg serverConfig, log *slog.Logger) (*supervisor, error) {
 // generation keeps serving untouched. Without listening sockets there is
 // nothing to share, so the old generation is stopped first, and a failure
 // brings the previous release back with the crash-restart backoff.
-// Only one activation runs at a time; another one meanwhile is an error.
+// Only one activation runs at a time; requests that arrive meanwhile wait
+// their turn, and restarts waiting together are served by one.
 func (s *supervisor) activate(ctx context.Context, version string) error {
 	return s.send(ctx, request{ctx: ctx, version: version})
 }
@@ -272,6 +293,11 @@ func (s *supervisor) run(ctx context.Context) error {
 		case <-l.restartC:
 			l.restartC = nil
 			l.restartCrashed()
+		case c := <-s.notifiedC:
+			l.learnNotify(c)
+		case <-l.downC:
+			l.downC = nil
+			l.goDown()
 		case <-s.killC:
 			l.halted = true
 			l.stopRestart()
@@ -280,6 +306,7 @@ func (s *supervisor) run(ctx context.Context) error {
 				killGroup(c)
 			}
 		}
+		l.checkDown()
 	}
 }
 
@@ -291,9 +318,15 @@ type loop struct {
 	live        *child          // the generation serving; nil before the first activation or after a crash
 	version     string          // the release live runs, or last ran
 	act         *activation     // at most one at a time
+	queue       []request       // requests waiting for act to finish
 	backoff     time.Duration   // last crash-restart delay
 	restartT    *time.Timer
 	restartC    <-chan time.Time
+	restartAt   time.Time
+	downT       *time.Timer
+	downC       <-chan time.Time
+	refusing    bool // the sockets refuse connections: nothing serves
+	down        bool // observers were told that nothing serves
 	notifyAware bool // a generation has said READY=1
 	halted      bool // no more children: shutting down, or killed
 	restarts    int  // crash restarts and restart requests served
@@ -321,6 +354,7 @@ func (l *loop) restarted() {
 // An activation is one request to bring up a new generation.
 type activation struct {
 	req     request
+	also    []request // restarts that arrived while req waited, answered with it
 	version string
 	c       *child // the new generation, nil until started
 	old     *child // the generation that must be gone before the reply
@@ -338,9 +372,14 @@ func (l *loop) request(r request) {
 		r.reply <- r.ctx.Err()
 		return
 	case l.act != nil:
-		r.reply <- fmt.Errorf("activation of %s already in progress", l.act.version)
+		l.queue = append(l.queue, r)
 		return
 	}
+	l.begin(r)
+}
+
+// begin starts serving r; no other activation is in progress.
+func (l *loop) begin(r request) {
 	p := &activation{req: r, version: r.version}
 	if r.restart {
 		if l.version == "" {
@@ -348,6 +387,16 @@ func (l *loop) request(r request) {
 			return
 		}
 		p.version = l.version
+		// One new generation answers every restart that waited.
+		rest := l.queue[:0]
+		for _, q := range l.queue {
+			if q.restart {
+				p.also = append(p.also, q)
+			} else {
+				rest = append(rest, q)
+			}
+		}
+		l.queue = rest
 	}
 	l.act = p
 	l.stopRestart()
@@ -400,9 +449,8 @@ func (l *loop) ready(ev readyEvent) {
 		l.stop(c)
 		return
 	}
-	if ev.via == "notify" && !l.notifyAware {
-		l.notifyAware = true
-		s.log.Info("child speaks sd_notify; later generations must send READY=1", "gen", c.gen)
+	if ev.via == "notify" {
+		l.learnNotify(c)
 	}
 	s.log.Info("child ready", "gen", c.gen, "pid", c.pid, "version", p.version, "via", ev.via,
 		"after", time.Since(c.started).Round(time.Millisecond))
@@ -413,6 +461,7 @@ func (l *loop) ready(ev readyEvent) {
 		l.restarted()
 	}
 	l.observe()
+	l.up()
 	if old == nil {
 		l.finish(p, nil)
 		return
@@ -486,9 +535,27 @@ func (l *loop) finish(p *activation, err error) {
 		err = fmt.Errorf("activate %s: %w", p.version, err)
 	}
 	p.req.reply <- err
-	if err != nil && l.live == nil && l.version != "" && !l.halted && l.restartC == nil {
+	for _, r := range p.also {
+		r.reply <- err
+	}
+	for len(l.queue) > 0 && l.act == nil && !l.halted {
+		next := l.queue[0]
+		l.queue = l.queue[1:]
+		l.request(next)
+	}
+	if l.act == nil && err != nil && l.live == nil && l.version != "" && !l.halted && l.restartC == nil {
 		l.scheduleRestart(0)
 	}
+}
+
+// learnNotify records that c said READY=1: from then on every generation
+// must say it, even one that was declared ready by ReadyDelay first.
+func (l *loop) learnNotify(c *child) {
+	if l.notifyAware {
+		return
+	}
+	l.notifyAware = true
+	l.s.log.Info("child speaks sd_notify; later generations must send READY=1", "gen", c.gen)
 }
 
 // scheduleRestart arms the crash-restart timer. uptime is how long the
@@ -500,6 +567,7 @@ func (l *loop) scheduleRestart(uptime time.Duration) {
 	s.log.Warn("restarting child after backoff", "version", l.version, "in", l.backoff)
 	l.restartT = time.NewTimer(l.backoff)
 	l.restartC = l.restartT.C
+	l.restartAt = time.Now().Add(l.backoff)
 }
 
 func nextBackoff(prev, uptime, lo, hi, reset time.Duration) time.Duration {
@@ -531,12 +599,17 @@ func (l *loop) restartCrashed() {
 	l.live = c
 	l.restarted()
 	l.observe()
+	l.up()
 }
 
 // shutdown stops every child; run returns once they are gone.
 func (l *loop) shutdown() {
 	l.halted = true
 	l.stopRestart()
+	for _, r := range l.queue {
+		r.reply <- errStopped
+	}
+	l.queue = nil
 	if p := l.act; p != nil {
 		if p.c == nil {
 			l.finish(p, errStopped)
@@ -574,6 +647,7 @@ func (l *loop) stop(c *child) {
 // for every listener from fd 3 on.
 func (l *loop) start(version string) (*child, error) {
 	s := l.s
+	l.resume()
 	l.gen++
 	c := &child{gen: l.gen, version: version, dead: make(chan struct{})}
 
@@ -654,6 +728,16 @@ func (l *loop) start(version string) (*child, error) {
 	}()
 	if n != nil {
 		go n.serve(c.pid)
+		go func() {
+			select {
+			case <-n.ready:
+				select {
+				case s.notifiedC <- c:
+				case <-s.done:
+				}
+			case <-c.dead:
+			}
+		}()
 	}
 	s.log.Info("child started", "gen", c.gen, "pid", c.pid, "version", version)
 	return c, nil
@@ -707,43 +791,6 @@ func (s *supervisor) waitReady(ctx context.Context, c *child, requireNotify bool
 	}
 }
 
-// probe GETs HealthPath on c's private listener until it answers 2xx.
-func (s *supervisor) probe(ctx context.Context, c *child) error {
-	// No proxy, no connection reuse: each probe is a fresh connection to
-	// this generation's own socket.
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-	url := "http://" + c.health + s.cfg.HealthPath
-	var last error
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return fmt.Errorf("health probe: %w", err)
-		}
-		resp, err := client.Do(req)
-		if err == nil {
-			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-			resp.Body.Close()
-			if resp.StatusCode/100 == 2 {
-				return nil
-			}
-			err = fmt.Errorf("GET %s: %s", s.cfg.HealthPath, resp.Status)
-		}
-		if ctx.Err() == nil {
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-			if last != nil {
-				return fmt.Errorf("%w: %v", context.Cause(ctx), last)
-			}
-			return context.Cause(ctx)
-		case <-c.dead:
-			return errors.New("exited")
-		case <-time.After(s.probeEvery):
-		}
-	}
-}
-
 func exitStatus(err error) string {
 	if err == nil {
 		return "exit status 0"
@@ -775,4 +822,74 @@ func execShim(args []string) error {
 		return fmt.Errorf("__exec %s: %w", path, err)
 	}
 	return nil
+}
+
+// checkDown runs after every event: when nothing serves and no restart is
+// due within downAfter, the sockets start refusing connections downAfter
+// from now. A client is then told at once instead of waiting in the accept
+// queue for a process that may not come.
+func (l *loop) checkDown() {
+	s := l.s
+	serving := l.live != nil || l.act != nil && l.act.c != nil
+	soon := l.restartC != nil && time.Until(l.restartAt) <= s.downAfter
+	if l.halted || serving || soon {
+		if l.downT != nil {
+			l.downT.Stop()
+			l.downT, l.downC = nil, nil
+		}
+		return
+	}
+	if l.refusing || l.downC != nil {
+		return
+	}
+	l.downT = time.NewTimer(s.downAfter)
+	l.downC = l.downT.C
+}
+
+// goDown makes the sockets refuse connections while nothing serves.
+func (l *loop) goDown() {
+	s := l.s
+	l.downT = nil
+	if l.halted || l.refusing || l.live != nil || l.act != nil && l.act.c != nil {
+		return
+	}
+	l.refusing = true
+	why := "no release has started yet"
+	if l.version != "" {
+		why = l.version + " is not running"
+	}
+	next := "until a release starts"
+	if l.restartC != nil {
+		next = "until the restart in " + time.Until(l.restartAt).Round(100*time.Millisecond).String()
+	}
+	s.log.Warn("nothing serves; refusing connections "+next, "why", why)
+	pauseListeners(s.lns, s.log)
+	if !l.down && s.onDown != nil {
+		s.onDown(true, l.version, why)
+	}
+	l.down = true
+}
+
+// resume makes the sockets accept again, just before a child starts.
+func (l *loop) resume() {
+	if l.downT != nil {
+		l.downT.Stop()
+		l.downT, l.downC = nil, nil
+	}
+	if !l.refusing {
+		return
+	}
+	l.refusing = false
+	resumeListeners(l.s.lns, l.s.log)
+}
+
+// up is called when a child serves: the end of a down spell, if any.
+func (l *loop) up() {
+	if !l.down {
+		return
+	}
+	l.down = false
+	if l.s.onDown != nil {
+		l.s.onDown(false, l.version, "")
+	}
 }

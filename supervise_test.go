@@ -596,10 +596,10 @@ func TestSupervisorBadRelease(t *testing.T) {
 		{name: "exits at once", flags: []string{"-exit-at-once"}, fresh: 2,
 			wantErr: "exited before it was ready: exit status 2"},
 		// The old generation answers /healthz with 200 on the shared
-		// port; only a probe of the new one's own socket sees the 503.
+		// port; only a probe of the new one's own socket sees the 503,
+		// and a few of them in a row refuse it long before the timeout.
 		{name: "never healthy", flags: []string{"-never-healthy"}, fresh: 2,
-			cfg:     func(c *serverConfig) { c.HealthTimeout = 2 * time.Second },
-			wantErr: "not ready within 2s: GET /healthz: 503 Service Unavailable"},
+			wantErr: "GET /healthz: 503 Service Unavailable on "},
 		// Without a health path it must stay up ReadyDelay (4s, leaving
 		// room for a slow start). A crash drops the requests the
 		// crashing process had accepted itself, which no supervisor can
@@ -920,8 +920,10 @@ func TestSupervisorSIGKILLLeavesNoOrphan(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd.Wait()
-	if err := waitPidfd(pidfd, 5*time.Second); err != nil {
-		t.Fatalf("child %d still running 5s after its dewy was SIGKILLed: %v", pid, err)
+	// The kernel kills the child at once; a loaded machine may still take
+	// a while to tear it down, which is no orphan.
+	if err := waitPidfd(pidfd, time.Minute); err != nil {
+		t.Fatalf("child %d still running a minute after its dewy was SIGKILLed: %v", pid, err)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

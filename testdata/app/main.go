@@ -40,6 +40,8 @@ type options struct {
 	crashAfter   time.Duration
 	exitAtOnce   bool
 	neverHealthy bool
+	firstOnly    bool
+	listenAfter  time.Duration
 	notify       bool
 	notifyDelay  time.Duration
 	notifyByKid  bool
@@ -54,6 +56,8 @@ func run() error {
 	fs.DurationVar(&o.crashAfter, "crash-after", 0, "exit with status 3 this long after starting")
 	fs.BoolVar(&o.exitAtOnce, "exit-at-once", false, "exit with status 2 before serving")
 	fs.BoolVar(&o.neverHealthy, "never-healthy", false, "answer /healthz with 503")
+	fs.DurationVar(&o.listenAfter, "listen-after", 0, "wait this long before serving, as a slow start does")
+	fs.BoolVar(&o.firstOnly, "first-only", false, "serve only the first inherited listener, as many apps do")
 	fs.BoolVar(&o.notify, "notify", false, "send READY=1 to NOTIFY_SOCKET once serving")
 	fs.DurationVar(&o.notifyDelay, "notify-delay", 0, "wait this long before READY=1")
 	fs.BoolVar(&o.notifyByKid, "notify-by-child", false, "send READY=1 from a child process instead")
@@ -93,6 +97,10 @@ func run() error {
 	lns, err := listeners(o.mode)
 	if err != nil {
 		return err
+	}
+	time.Sleep(o.listenAfter)
+	if o.firstOnly && len(lns) > 1 {
+		lns = lns[:1]
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
