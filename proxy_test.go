@@ -657,44 +657,24 @@ func BenchmarkProxy(b *testing.B) {
 	p, addr, live := startProxyWithGen(b, argv, proxyHTTP)
 	direct, proxied := "http://"+live.addr+"/", "http://"+addr+"/"
 
-	// Latency: one keep-alive client each, in alternating rounds.
-	var lat [2][]time.Duration
-	for round := range 20 {
-		for i, url := range []string{direct, proxied} {
-			lat[i] = append(lat[i], sequentialGets(b, url, 250, round == 0)...)
-		}
+	// Reported at the end: ResetTimer drops what was reported before it.
+	type metric struct {
+		v    float64
+		unit string
 	}
-	slices.Sort(lat[0])
-	slices.Sort(lat[1])
-	pct := func(ds []time.Duration, q float64) float64 {
-		return float64(ds[int(q*float64(len(ds)-1))].Nanoseconds()) / 1e6
-	}
-	for _, q := range []struct {
-		name string
-		q    float64
-	}{{"p50", 0.5}, {"p99", 0.99}} {
-		d, pr := pct(lat[0], q.q), pct(lat[1], q.q)
-		b.ReportMetric(d, "direct-"+q.name+"-ms")
-		b.ReportMetric(pr, "proxy-"+q.name+"-ms")
-		b.ReportMetric(pr-d, "added-"+q.name+"-ms")
-	}
+	var metrics []metric
+	report := func(v float64, unit string) { metrics = append(metrics, metric{v, unit}) }
 
-	// Throughput: 8 keep-alive clients for 2 s, twice each way.
-	var reqs [2]int64
-	for range 2 {
-		for i, url := range []string{direct, proxied} {
-			reqs[i] += throughput(b, url, 8, 2*time.Second)
-		}
+	// Latency and throughput, with each application.
+	for _, app := range proxyApps {
+		measureOverhead(b, app, report)
 	}
-	b.ReportMetric(float64(reqs[0])/4, "direct-req/s")
-	b.ReportMetric(float64(reqs[1])/4, "proxy-req/s")
-	b.ReportMetric(100*float64(reqs[1])/float64(reqs[0]), "throughput-%")
 
 	// Memory: what 500 idle keep-alive client connections add to this
 	// process through the proxy, less what they add as plain clients.
 	const idle = 500
 	perConn := idleConnBytes(b, proxied, idle) - idleConnBytes(b, direct, idle)
-	b.ReportMetric(float64(perConn)/idle/1024, "KiB/idle-conn")
+	report(float64(perConn)/idle/1024, "KiB/idle-conn")
 
 	// Swaps under load.
 	l := startProxyLoad(b, proxied, 8, true)
@@ -722,6 +702,9 @@ func BenchmarkProxy(b *testing.B) {
 	}
 	b.StopTimer()
 	l.stop()
+	for _, m := range metrics {
+		b.ReportMetric(m.v, m.unit)
+	}
 	b.ReportMetric(float64(l.ok.Load()), "ok")
 	b.ReportMetric(float64(l.failed.Load()), "failed")
 	b.ReportMetric(float64(l.wrong.Load()), "wrong-generation")
@@ -729,6 +712,49 @@ func BenchmarkProxy(b *testing.B) {
 	if l.failed.Load()+l.wrong.Load()+l.banned.Load() != 0 {
 		b.Errorf("%d failed, %d wrong generation, %d never-live; first: %q", l.failed.Load(), l.wrong.Load(), l.banned.Load(), l.errs)
 	}
+}
+
+// measureOverhead reports what the proxy adds to app's latency and takes
+// from its throughput, measured side by side with the app reached directly.
+func measureOverhead(b *testing.B, app proxyApp, report func(float64, string)) {
+	p, addr, g := startProxyWithGen(b, app.argv(b), proxyHTTP)
+	defer func() {
+		g.stop(b)
+		p.gone(g.n)
+	}()
+	direct, proxied := "http://"+g.addr+"/", "http://"+addr+"/"
+	// Latency: one keep-alive client each, in alternating rounds.
+	var lat [2][]time.Duration
+	for round := range 20 {
+		for i, url := range []string{direct, proxied} {
+			lat[i] = append(lat[i], sequentialGets(b, url, 250, round == 0)...)
+		}
+	}
+	slices.Sort(lat[0])
+	slices.Sort(lat[1])
+	pct := func(ds []time.Duration, q float64) float64 {
+		return float64(ds[int(q*float64(len(ds)-1))].Nanoseconds()) / 1e6
+	}
+	for _, q := range []struct {
+		name string
+		q    float64
+	}{{"p50", 0.5}, {"p99", 0.99}} {
+		d, pr := pct(lat[0], q.q), pct(lat[1], q.q)
+		report(d, app.name+"-direct-"+q.name+"-ms")
+		report(pr, app.name+"-proxy-"+q.name+"-ms")
+		report(pr-d, app.name+"-added-"+q.name+"-ms")
+	}
+
+	// Throughput: 8 keep-alive clients for 2 s, twice each way.
+	var reqs [2]int64
+	for range 2 {
+		for i, url := range []string{direct, proxied} {
+			reqs[i] += throughput(b, url, 8, 2*time.Second)
+		}
+	}
+	report(float64(reqs[0])/4, app.name+"-direct-req/s")
+	report(float64(reqs[1])/4, app.name+"-proxy-req/s")
+	report(100*float64(reqs[1])/float64(reqs[0]), app.name+"-throughput-%")
 }
 
 // sequentialGets times n GETs over one keep-alive connection.
