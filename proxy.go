@@ -246,9 +246,18 @@ func (p *switchProxy) gone(gen int) {
 	p.endDrainLocked(u)
 }
 
-// shutdown stops accepting, lets what is in flight finish until ctx is done,
-// then closes everything. The listeners are closed.
+// shutdown stops accepting and lets what is in flight finish, still served
+// by the live generation, until ctx is done; then it closes everything.
+// The listeners are closed.
 func (p *switchProxy) shutdown(ctx context.Context) error {
+	var err error
+	if p.srv != nil {
+		// Waits for requests in flight; closes idle keep-alive
+		// connections, and busy ones after their answer.
+		err = p.srv.Shutdown(ctx)
+	} else {
+		closeListeners(p.lns)
+	}
 	p.mu.Lock()
 	p.closed = true
 	p.live = nil
@@ -258,13 +267,8 @@ func (p *switchProxy) shutdown(ctx context.Context) error {
 		drains = append(drains, p.drainAllLocked(gen))
 	}
 	p.mu.Unlock()
-
-	var err error
-	if p.srv != nil {
-		err = p.srv.Shutdown(ctx)
-	} else {
-		closeListeners(p.lns)
-	}
+	// Upgraded connections and TCP connections, which Shutdown does not
+	// wait for.
 	for _, d := range drains {
 		select {
 		case <-d:

@@ -840,3 +840,31 @@ func idleConnBytes(tb testing.TB, url string, n int) int64 {
 	time.Sleep(100 * time.Millisecond) // the servers go back to waiting for the next request
 	return inUse() - before
 }
+
+// TestProxyShutdown: shutdown lets requests finish, stops accepting, and
+// closes a stream still open when its context ends.
+func TestProxyShutdown(t *testing.T) {
+	p, addr, _ := startProxyWithGen(t, proxyApps[1].argv(t), proxyHTTP)
+	resp, err := http.Get("http://" + addr + "/sse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	events := bufio.NewReader(resp.Body)
+	if line, err := events.ReadString('\n'); err != nil || !strings.HasPrefix(line, "data: g1") {
+		t.Fatalf("first event = %q, %v", line, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := p.shutdown(ctx); err != context.DeadlineExceeded {
+		t.Errorf("shutdown with a stream open = %v, want %v", err, context.DeadlineExceeded)
+	}
+	if _, err := io.Copy(io.Discard, events); err == nil {
+		// Cut short: the chunked stream never got its end.
+		t.Error("stream ended cleanly after shutdown, want it cut")
+	}
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+		t.Error("proxy still accepts connections after shutdown")
+	}
+}
