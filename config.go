@@ -55,6 +55,10 @@ type config struct {
 	Verifier        *sigVerifier // --verify-key; nil: signatures not required
 
 	Server serverConfig
+	// Proxy is how `dewy server` reaches its application: "" hands it
+	// the listening sockets; proxyHTTP or proxyTCP gives each generation
+	// a private port and forwards to the live one (see proxy.go).
+	Proxy string
 }
 
 var errHelp = errors.New("help requested")
@@ -219,6 +223,19 @@ func settings() []setting {
 				return errors.New("want SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1 or SIGUSR2")
 			}
 			c.Server.StopSignal = s
+			return nil
+		}},
+		{key: "proxy", bool: true, commands: serverOnly, usage: "forward to the application on a private port instead of handing it the sockets: http (also true or --proxy alone), tcp or off", set: func(c *config, v string) error {
+			switch strings.ToLower(v) {
+			case "true", "http":
+				c.Proxy = proxyHTTP
+			case "tcp":
+				c.Proxy = proxyTCP
+			case "off", "false":
+				c.Proxy = ""
+			default:
+				return errors.New("want http, tcp, true or off")
+			}
 			return nil
 		}},
 		{key: "args", repeated: true, commands: serverOnly, usage: "(TOML only) the application's command line", set: func(c *config, v string) error {
@@ -493,6 +510,9 @@ func (c *config) validate(getenv func(string) string) error {
 	if c.Command == "server" {
 		if _, err := parsePorts(c.Server.Ports); err != nil {
 			return usagef("--port: %v", err)
+		}
+		if c.Proxy != "" && len(c.Server.Ports) == 0 {
+			return usagef("--proxy=%s needs at least one --port to serve", c.Proxy)
 		}
 	}
 	if c.HostID == "" {

@@ -59,6 +59,24 @@ func TestParseArgs(t *testing.T) {
 			}
 			return ""
 		}},
+		{"proxy alone means http", []string{"server", "--registry", "file:///r", "-p", "8000", "--proxy", "--", "app"}, func(c *config) string {
+			if c.Proxy != proxyHTTP {
+				return "proxy = " + c.Proxy
+			}
+			return ""
+		}},
+		{"proxy tcp", []string{"server", "--registry", "file:///r", "-p", "8000", "--proxy=tcp", "--", "app"}, func(c *config) string {
+			if c.Proxy != proxyTCP {
+				return "proxy = " + c.Proxy
+			}
+			return ""
+		}},
+		{"proxy off", []string{"server", "--registry", "file:///r", "-p", "8000", "--proxy=off", "--", "app"}, func(c *config) string {
+			if c.Proxy != "" {
+				return "proxy = " + c.Proxy
+			}
+			return ""
+		}},
 		{"version", []string{"version"}, func(c *config) string {
 			if c.Command != "version" {
 				return "not version"
@@ -114,6 +132,8 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"server", "--registry", "file:///r", "-p", "0", "--", "app"}, `"0"`},
 		{[]string{"server", "--registry", "file:///r", "--stop-signal", "SIGFOO", "--", "app"}, `--stop-signal "SIGFOO"`},
 		{[]string{"assets", "--registry", "file:///r", "-p", "8000"}, "-p is not used by `dewy assets`"},
+		{[]string{"server", "--registry", "file:///r", "-p", "8000", "--proxy=udp", "--", "app"}, `--proxy "udp"`},
+		{[]string{"server", "--registry", "file:///r", "--proxy", "--", "app"}, "--proxy=http needs at least one --port"},
 		{[]string{"server", "--registry", "file:///r", "--once", "--", "app"}, "--once is not used"},
 		{[]string{"assets", "--registry", "file:///r", "--", "app"}, "runs no application"},
 		{[]string{"-c", filepath.Join(dir, "missing.toml")}, "missing.toml"},

@@ -48,6 +48,8 @@ Flags for server:
   --ready-delay D           without a health path or READY=1: how long a new process must stay up (default 1s)
   --drain-timeout D         how long the old process may take to exit (default 30s)
   --stop-signal SIG         signal that asks the application to stop (default SIGTERM)
+  --proxy[=http|tcp|off]    give each release a private port (PORT, DEWY_UPSTREAM) and forward
+                            the listeners to it only once it passed its gate (off: socket handoff)
 
 Environment: GITHUB_TOKEN or GH_TOKEN, GITHUB_API_URL, SLACK_TOKEN, DEWY_GRPC_TOKEN,
 AWS_* and GOOGLE_APPLICATION_CREDENTIALS for buckets, DEWY_<SETTING> for any setting above.

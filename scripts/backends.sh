@@ -177,6 +177,8 @@ backends_install() {
 	# protoc and the well-known .proto files, to check the generated gRPC code.
 	command -v protoc >/dev/null || pkgs+=(protobuf-compiler)
 	[[ -f /usr/include/google/protobuf/empty.proto ]] || pkgs+=(libprotobuf-dev)
+	# The proxy tests run a plain Node.js application that binds its own port.
+	command -v node >/dev/null || pkgs+=(nodejs)
 	if ! command -v "$(go env CC)" >/dev/null; then
 		pkgs+=(gcc libc6-dev)
 	fi
