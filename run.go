@@ -177,6 +177,7 @@ func run(ctx context.Context, cfg *config) error {
 	if cfg.Command == "server" {
 		sc := cfg.Server
 		sc.Dir = cfg.Root
+		sc.Proxy = cfg.Proxy
 		sup, err = newSupervisor(sc, log)
 		if err != nil {
 			return err

@@ -26,6 +26,7 @@ type serverConfig struct {
 	DrainTimeout  time.Duration  // default 30s
 	StopSignal    syscall.Signal // default SIGTERM
 	Env           []string       // extra environment for the child (appended to os.Environ())
+	Proxy         string         // "" hands the child the sockets; proxyHTTP or proxyTCP forwards to its own port
 }
 
 // healthName names the private listener each generation gets for health
@@ -72,6 +73,9 @@ type supervisor struct {
 	// shared is where health probes reach the first shared TCP socket;
 	// nil where only the private listener can be probed (see gate.go).
 	shared *net.TCPAddr
+	// proxy, in proxy mode, serves the sockets itself and forwards to the
+	// live generation's private port; nil in socket-handoff mode.
+	proxy *switchProxy
 
 	// Crash-restart backoff and probe pacing; tests shorten them before
 	// run starts.
@@ -99,6 +103,8 @@ type supervisor struct {
 	// notifiedC carries a child's first READY=1, whenever it comes: a
 	// late one still tells dewy that the app speaks sd_notify.
 	notifiedC chan *child
+	drainedC  chan *child // proxy mode: nothing is in flight to the child any more
+	proxyDown chan struct{}
 	done      chan struct{} // closed when run returns
 }
 
@@ -119,6 +125,7 @@ type child struct {
 	pid     int
 	started time.Time
 	health  string        // address of its private probe listener, "" without HealthPath
+	upstream string       // proxy mode: the private port it listens on itself
 	notify  *notifySocket // nil where the sender of a datagram cannot be checked
 	dead    chan struct{} // closed once the process has exited
 	waitErr error         // off Linux: Wait's result, set before dead closes
@@ -178,7 +185,14 @@ func newSupervisor(cfg serverConfig, log *slog.Logger) (*supervisor, error) {
 		cfg.HealthPath = "/" + cfg.HealthPath
 	}
 	lns := append(inherited, bound...)
-	return &supervisor{
+	var px *switchProxy
+	if cfg.Proxy != "" {
+		if px, err = newSwitchProxy(cfg.Proxy, lns, log); err != nil {
+			closeListeners(lns)
+			return nil, err
+		}
+	}
+	s := &supervisor{
 		cfg:          cfg,
 		log:          log,
 		exe:          exe,
@@ -195,8 +209,16 @@ func newSupervisor(cfg serverConfig, log *slog.Logger) (*supervisor, error) {
 		readyC:       make(chan readyEvent),
 		drainC:       make(chan *child),
 		notifiedC:    make(chan *child),
+		drainedC:     make(chan *child),
+		proxyDown:    make(chan struct{}),
 		done:         make(chan struct{}),
-	}, nil
+		proxy:        px,
+	}
+	if px != nil {
+		// Each generation has a port of its own: nothing to tell apart.
+		s.shared = nil
+	}
+	return s, nil
 }
 
 // activate starts a new generation from the command, waits until it is
@@ -270,6 +292,9 @@ func (s *supervisor) run(ctx context.Context) error {
 	defer closeListeners(s.lns)
 
 	l := &loop{s: s, children: map[*child]bool{}}
+	if s.proxy != nil {
+		s.proxy.start()
+	}
 	ctxDone := ctx.Done()
 	for {
 		if ctxDone == nil && len(l.children) == 0 {
@@ -295,6 +320,12 @@ func (s *supervisor) run(ctx context.Context) error {
 			l.restartCrashed()
 		case c := <-s.notifiedC:
 			l.learnNotify(c)
+		case c := <-s.drainedC:
+			l.stop(c)
+		case <-s.proxyDown:
+			for c := range l.children {
+				l.stop(c)
+			}
 		case <-l.downC:
 			l.downC = nil
 			l.goDown()
@@ -457,6 +488,7 @@ func (l *loop) ready(ev readyEvent) {
 	p.ready = true
 	old := l.live
 	l.live, l.version, l.backoff = c, p.version, 0
+	l.goLive(c)
 	if p.req.restart {
 		l.restarted()
 	}
@@ -467,7 +499,34 @@ func (l *loop) ready(ev readyEvent) {
 		return
 	}
 	p.old = old
-	l.stop(old)
+	l.retire(old)
+}
+
+// retire stops old, which a new generation has just replaced. In proxy
+// mode new requests already go to the new one; old is stopped only once
+// what is in flight to it has finished, so that nothing races its close.
+func (l *loop) retire(old *child) {
+	s := l.s
+	if s.proxy == nil {
+		l.stop(old)
+		return
+	}
+	drained := s.proxy.drain(old.gen, s.cfg.DrainTimeout)
+	go func() {
+		<-drained
+		select {
+		case s.drainedC <- old:
+		case <-s.done:
+		}
+	}()
+}
+
+// goLive routes traffic to c, in proxy mode; with shared sockets c takes
+// its share by accepting.
+func (l *loop) goLive(c *child) {
+	if l.s.proxy != nil {
+		l.s.proxy.setLive(c.gen, c.upstream)
+	}
 }
 
 func (l *loop) exited(c *child) {
@@ -484,6 +543,9 @@ func (l *loop) exited(c *child) {
 	}
 	if c.notify != nil {
 		c.notify.close()
+	}
+	if s.proxy != nil {
+		s.proxy.gone(c.gen)
 	}
 	if c.stopping {
 		s.log.Info("child exited", "gen", c.gen, "pid", c.pid, "status", exitStatus(status))
@@ -597,6 +659,7 @@ func (l *loop) restartCrashed() {
 		return
 	}
 	l.live = c
+	l.goLive(c)
 	l.restarted()
 	l.observe()
 	l.up()
@@ -617,6 +680,25 @@ func (l *loop) shutdown() {
 			p.failed = errStopped
 			p.cancel()
 		}
+	}
+	if s := l.s; s.proxy != nil {
+		// The proxy lets what is in flight finish through the live
+		// generation, then the children are stopped.
+		if p := l.act; p != nil && p.c != nil && !p.ready {
+			l.stop(p.c)
+		}
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
+			defer cancel()
+			if err := s.proxy.shutdown(ctx); err != nil {
+				s.log.Warn("proxy shutdown", "err", err)
+			}
+			select {
+			case s.proxyDown <- struct{}{}:
+			case <-s.done:
+			}
+		}()
+		return
 	}
 	for c := range l.children {
 		l.stop(c)
@@ -668,12 +750,28 @@ func (l *loop) start(version string) (*child, error) {
 		names = append(names, fdName)
 		return nil
 	}
+	var extraEnv []string
+	if s.proxy != nil {
+		// The app binds a port of its own; the proxy holds the sockets.
+		addr, err := pickUpstreamAddr()
+		if err != nil {
+			return nil, err
+		}
+		c.upstream = addr
+		extraEnv = upstreamEnv(addr)
+		if s.cfg.HealthPath != "" {
+			c.health = addr // only this generation listens there
+		}
+	}
 	for _, ln := range s.lns {
+		if s.proxy != nil {
+			break // the app binds a port of its own
+		}
 		if err := add(ln.ln, ln.starter, ln.fdName); err != nil {
 			return nil, err
 		}
 	}
-	if s.cfg.HealthPath != "" {
+	if s.cfg.HealthPath != "" && s.proxy == nil {
 		hl, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, fmt.Errorf("health probe listener: %w", err)
@@ -697,6 +795,7 @@ func (l *loop) start(version string) (*child, error) {
 			"SERVER_STARTER_PORT="+strings.Join(starter, ";"))
 	}
 	env = append(env, "SERVER_STARTER_GENERATION="+strconv.Itoa(c.gen))
+	env = append(env, extraEnv...)
 	n, err := listenNotify()
 	if err != nil {
 		return nil, err
@@ -832,7 +931,9 @@ func (l *loop) checkDown() {
 	s := l.s
 	serving := l.live != nil || l.act != nil && l.act.c != nil
 	soon := l.restartC != nil && time.Until(l.restartAt) <= s.downAfter
-	if l.halted || serving || soon {
+	// In proxy mode dewy itself accepts; requests wait for a generation
+	// and are answered 502 if none comes.
+	if l.halted || serving || soon || s.proxy != nil {
 		if l.downT != nil {
 			l.downT.Stop()
 			l.downT, l.downC = nil, nil
