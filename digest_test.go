@@ -1,7 +1,10 @@
 package main
 
 import (
+	"crypto/md5"
+	"encoding/hex"
 	"errors"
+	"hash/crc32"
 	"log/slog"
 	"net/url"
 	"os"
@@ -240,5 +243,40 @@ func TestConfigAllowUnverifiedAndRequireChecksum(t *testing.T) {
 	var ue *usageError
 	if err := c.validate(noEnv); !errors.As(err, &ue) || !strings.Contains(err.Error(), "allow-unverified") {
 		t.Fatalf("both set: error = %v, want a usage error naming them", err)
+	}
+}
+
+func mustParseURL(t *testing.T, raw string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// GCS keeps no SHA-256; its MD5 or CRC32C catches damaged bytes and is
+// named as an integrity check only.
+func TestVerifyIntegrityCheck(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "artifact")
+	data := []byte("artifact bytes")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := md5.Sum(data)
+	good := []objectChecksum{
+		{Algo: "md5", Sum: hex.EncodeToString(m[:]), From: "GCS MD5 (integrity only)"},
+		{Algo: "crc32c", Sum: crc32cHex(crc32.Checksum(data, crc32.MakeTable(crc32.Castagnoli))), From: "GCS CRC32C (integrity only)"},
+	}
+	for _, oc := range good {
+		if err := oc.check(path, "artifact"); err != nil {
+			t.Errorf("%s over the right bytes: %v", oc.From, err)
+		}
+		oc.Sum = strings.Repeat("0", len(oc.Sum))
+		err := oc.check(path, "artifact")
+		var cm *checksumMismatchError
+		if !errors.Is(err, errVerify) || !errors.As(err, &cm) || !strings.Contains(err.Error(), oc.From+" lists "+oc.Algo+" ") {
+			t.Errorf("%s over other bytes: error = %v, want a mismatch naming the source and %s", oc.From, err, oc.Algo)
+		}
 	}
 }
