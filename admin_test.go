@@ -93,7 +93,7 @@ func TestAdminStatusAcrossDeploy(t *testing.T) {
 	// A poll that deploys v1.2.0 and starts its child.
 	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	sum := strings.Repeat("ab", 32)
-	b.deployed("v1.2.0", sum, t0)
+	b.deployed("v1.2.0", sum, "checksums file checksums.txt", t0)
 	b.child(4242, 1, 0)
 	b.pollDone(t0, nil, t0.Add(time.Minute))
 	// The next poll finds v1.3.0, which fails to start, then the registry fails.
@@ -124,7 +124,7 @@ func TestAdminStatusAcrossDeploy(t *testing.T) {
 	}
 
 	// v1.3.0 is fixed in place and deploys; it is no longer failed.
-	b.deployed("v1.3.0", sum, t0.Add(5*time.Minute))
+	b.deployed("v1.3.0", sum, "", t0.Add(5*time.Minute))
 	b.child(4343, 2, 0)
 	b.pollDone(t0.Add(5*time.Minute), nil, t0.Add(6*time.Minute))
 	s = getAdminStatus(t, a)
@@ -145,7 +145,7 @@ func TestAdminBoardSnapshotIsACopy(t *testing.T) {
 		t.Errorf("snapshot shares memory with the board: listeners %q failed %+v", got.Listeners, got.Failed)
 	}
 	var nilBoard *statusBoard
-	nilBoard.deployed("v1", "", time.Now()) // must not panic: --admin off
+	nilBoard.deployed("v1", "", "", time.Now()) // must not panic: --admin off
 }
 
 func TestAdminActions(t *testing.T) {
@@ -291,7 +291,7 @@ func TestAdminUnixSocket(t *testing.T) {
 	stale.Close()
 
 	b := newStatusBoard("assets", "file:///srv/releases", "", nil)
-	b.deployed("v2.0.0", strings.Repeat("0", 64), time.Now())
+	b.deployed("v2.0.0", strings.Repeat("0", 64), "", time.Now())
 	a := startAdmin(t, "unix:"+path, b, newMetrics("dev"), adminActions{})
 	if s := getAdminStatus(t, a); s.Current != "v2.0.0" {
 		t.Errorf("status over the unix socket: current = %q, want v2.0.0", s.Current)

@@ -363,7 +363,8 @@ func (cs *cacheSetup) artifact(ctx context.Context, tag, asset, sum string) (pat
 		if got, err := fileSHA256(path); err == nil && got == sum {
 			return path, true
 		}
-		os.Remove(path) // damaged: download again
+		cs.log.Warn("cached artifact does not match the release's digest; dropped, downloading again", "version", tag, "asset", asset)
+		os.Remove(path)
 	}
 	if cs.artifactMax == 0 || cs.c == cache(cs.local) {
 		return "", false
@@ -377,7 +378,10 @@ func (cs *cacheSetup) artifact(ctx context.Context, tag, asset, sum string) (pat
 		return "", false
 	}
 	if h := sha256.Sum256(data); hex.EncodeToString(h[:]) != sum {
-		cs.log.Warn("shared artifact in the cache does not match its digest; downloading", "version", tag, "asset", asset)
+		// Dropped, so that no other host takes it either; this host's
+		// download shares the good bytes again.
+		cs.log.Warn("shared artifact in the cache does not match the release's digest; dropped, downloading again", "version", tag, "asset", asset)
+		cs.dropSharedArtifact(ctx, tag, asset, sum)
 		return "", false
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -455,13 +459,7 @@ func (cs *cacheSetup) pruneArtifacts(ctx context.Context, keep []string) (remove
 				continue
 			}
 			asset, _ := unescapeName(esc)
-			key := artifactKey(tag, asset, sum)
-			_ = cs.call(ctx, "prune artifact", "its record stays in the cache", func(ctx context.Context) error {
-				if err := cs.c.delete(ctx, key+"/blob"); err != nil {
-					return err
-				}
-				return cs.c.delete(ctx, key+"/meta")
-			})
+			cs.dropSharedArtifact(ctx, tag, asset, sum)
 		}
 		if err := os.RemoveAll(filepath.Join(base, d.Name())); err != nil {
 			return removed, fmt.Errorf("prune artifacts of %s: %w", tag, err)
@@ -469,6 +467,17 @@ func (cs *cacheSetup) pruneArtifacts(ctx context.Context, keep []string) (remove
 		removed = append(removed, tag)
 	}
 	return removed, nil
+}
+
+// dropSharedArtifact deletes an artifact's bytes and record from the backend.
+func (cs *cacheSetup) dropSharedArtifact(ctx context.Context, tag, asset, sum string) {
+	key := artifactKey(tag, asset, sum)
+	_ = cs.call(ctx, "drop artifact", "its record stays in the cache", func(ctx context.Context) error {
+		if err := cs.c.delete(ctx, key+"/blob"); err != nil {
+			return err
+		}
+		return cs.c.delete(ctx, key+"/meta")
+	})
 }
 
 func fileSHA256(path string) (string, error) {

@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -281,6 +283,7 @@ func TestCacheSuiteFile(t *testing.T) {
 		}
 		return c
 	}, cacheSuiteOpts{ttl: 300 * time.Millisecond, expireBy: 400 * time.Millisecond})
+	t.Run("ArtifactCorruption", func(t *testing.T) { testCachedArtifactCorruption(t, "file://"+t.TempDir()) })
 }
 
 func TestCacheSuiteRedis(t *testing.T) {
@@ -288,6 +291,9 @@ func TestCacheSuiteRedis(t *testing.T) {
 	runCacheSuite(t, func(t *testing.T) cache {
 		return testCacheSetup(t, "redis://"+addr+"/0?prefix=dewy-test-"+randomSuffix()).c
 	}, cacheSuiteOpts{ttl: 300 * time.Millisecond, expireBy: 400 * time.Millisecond})
+	t.Run("ArtifactCorruption", func(t *testing.T) {
+		testCachedArtifactCorruption(t, "redis://"+addr+"/0?artifact-max=1MiB&prefix=dewy-test-"+randomSuffix())
+	})
 }
 
 func TestCacheSuiteConsul(t *testing.T) {
@@ -302,4 +308,93 @@ func TestCacheSuiteConsul(t *testing.T) {
 		expireBy: 2*consulMinTTL + 3*time.Second,
 		maxValue: consulMaxValue,
 	})
+	t.Run("ArtifactCorruption", func(t *testing.T) {
+		testCachedArtifactCorruption(t, "consul://"+addr+"/dewy-test-"+randomSuffix()+"?artifact-max=256KiB")
+	})
+}
+
+// testCachedArtifactCorruption deploys one release on three hosts sharing
+// the cache at raw. Between the first and the second, a byte of the cached
+// artifact is flipped (in the shared backend when there is one, else in
+// the cache directory): the second host must drop it and download the
+// release again, which puts good bytes back for the third.
+func testCachedArtifactCorruption(t *testing.T, raw string) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	reg, err := newFileRegistry(&url.URL{Scheme: "file", Path: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := siteRelease(t, "v1.0.0")
+	publishDir(t, dir, []suiteRelease{{Tag: "v1.0.0", Files: files}})
+	const name = "site_1.0.0_linux_amd64.tar.gz"
+	sum := sha256Hex(files[name])
+
+	host := func(id string) (*deployer, *cacheLog, *cacheSetup) {
+		logs, log := newCacheLog(t)
+		root := t.TempDir()
+		cs, err := newCache(ctx, raw, root, noEnv, log)
+		if err != nil {
+			t.Fatalf("newCache(%s): %v", raw, err)
+		}
+		t.Cleanup(func() { cs.close() })
+		d := newTestDeployer(t, reg, root)
+		d.log, d.cache, d.fleet = log, cs, "app"
+		d.cfg.HostID = id
+		return d, logs, cs
+	}
+	deploy := func(d *deployer) {
+		t.Helper()
+		if _, err := d.check(ctx); err != nil {
+			t.Fatalf("deploy on %s: %v", d.cfg.HostID, err)
+		}
+		assertServing(t, d.cfg.Root, "v1.0.0")
+	}
+
+	a, _, acs := host("a")
+	deploy(a)
+	if acs.remote {
+		key := artifactKey("v1.0.0", name, sum) + "/blob"
+		blob, err := acs.c.get(ctx, key)
+		if err != nil {
+			t.Fatalf("artifact not shared through the cache: %v", err)
+		}
+		blob[len(blob)/2] ^= 0x01
+		if err := acs.c.put(ctx, key, blob); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		p := acs.artifactPath("v1.0.0", name, sum)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatalf("artifact not kept in the cache: %v", err)
+		}
+		data[len(data)/2] ^= 0x01
+		// The cache hard-links the download; replace the file, as damage
+		// on disk would, rather than write through a link.
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	b, blogs, _ := host("b")
+	deploy(b)
+	if n := blogs.count("does not match the release's digest", "dropped"); n != 1 {
+		t.Errorf("host b logged %d warnings about the damaged cache entry, want 1", n)
+	}
+	if n := blogs.count("artifact found in cache"); n != 0 {
+		t.Errorf("host b took the damaged artifact from the cache")
+	}
+
+	c, clogs, _ := host("c")
+	deploy(c)
+	if n := clogs.count("artifact found in cache"); n != 1 {
+		t.Errorf("host c did not take the artifact host b put back into the cache")
+	}
+	if n := clogs.count("does not match"); n != 0 {
+		t.Errorf("host c found the cache entry damaged after host b replaced it")
+	}
 }

@@ -49,7 +49,8 @@ type config struct {
 	History     int  // dewy history: rows to print
 
 	Once            bool
-	RequireChecksum bool
+	AllowUnverified bool
+	RequireChecksum bool // the default; accepted so that old configs still load
 	RetryFailed     bool
 	Limits          extractLimits
 	Verifier        *sigVerifier // --verify-key; nil: signatures not required
@@ -165,7 +166,8 @@ func settings() []setting {
 		{key: "after_deploy_hook", usage: "shell command run once a new release is live", set: hookSetter(func(c *config) *string { return &c.AfterHook })},
 		{key: "on_failure_hook", usage: "shell command run when a deploy fails", set: hookSetter(func(c *config) *string { return &c.FailureHook })},
 		{key: "hook_timeout", usage: "time a hook may run before it is killed", set: positiveDuration(func(c *config) *time.Duration { return &c.HookTimeout })},
-		{key: "require_checksum", bool: true, usage: "refuse releases that publish no checksum", set: boolSetter(func(c *config) *bool { return &c.RequireChecksum })},
+		{key: "allow_unverified", bool: true, usage: "deploy releases that publish no digest (logs a warning on each)", set: boolSetter(func(c *config) *bool { return &c.AllowUnverified })},
+		{key: "require_checksum", bool: true, usage: "refuse releases that publish no digest (the default; kept for old configs)", set: boolSetter(func(c *config) *bool { return &c.RequireChecksum })},
 		{key: "retry_failed", bool: true, usage: "retry releases that failed their health check", set: boolSetter(func(c *config) *bool { return &c.RetryFailed })},
 		{key: "verify_key", usage: "require signed releases: minisign:<key or .pub file> or cosign:<cosign.pub>", set: func(c *config, v string) error {
 			if v == "" {
@@ -514,6 +516,9 @@ func (c *config) validate(getenv func(string) string) error {
 		if c.Proxy != "" && len(c.Server.Ports) == 0 {
 			return usagef("--proxy=%s needs at least one --port to serve", c.Proxy)
 		}
+	}
+	if c.AllowUnverified && c.RequireChecksum {
+		return usagef("--allow-unverified and --require-checksum contradict each other; require_checksum is the default, drop it")
 	}
 	if c.HostID == "" {
 		h, err := os.Hostname()

@@ -110,6 +110,10 @@ func (d *deployer) check(ctx context.Context) (upToDate bool, err error) {
 			return false, nil
 		}
 	}
+	if d.checksumSettling(rel, a) {
+		d.log.Info("release has no checksum yet; waiting for it to arrive", "version", rel.Tag, "asset", a.Name, "for_up_to", fileChecksumSettle)
+		return false, nil
+	}
 	if err := d.deploy(ctx, rel, v, a); err != nil {
 		return false, err
 	}
@@ -135,7 +139,7 @@ func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (
 		ev.Duration, ev.Time = d.now().Sub(start), d.now()
 		if err == nil {
 			d.metrics.observeDeploy(outcomeOK, ev.Duration)
-			d.board.deployed(rel.Tag, ev.SHA256, d.state.DeployedAt)
+			d.board.deployed(rel.Tag, ev.SHA256, ev.VerifiedBy, d.state.DeployedAt)
 			d.metrics.current(rel.Tag)
 			d.metrics.serving(true)
 			notifyStatus("serving " + rel.Tag)
@@ -171,35 +175,24 @@ func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (
 	if err != nil {
 		return fmt.Errorf("deploy %s: %w", rel.Tag, err)
 	}
-	var want, from2 string
-	var artifactSig []byte // set when the artifact itself carries the signature
-	if v := d.cfg.Verifier; v != nil {
-		// Only a checksum file whose signature verified is trusted.
-		want, from2, artifactSig, err = v.signedDigest(ctx, d.storeFor, rel, a)
-		if err == nil && want == "" && artifactSig == nil {
-			err = errNoChecksum
-		}
-	} else {
-		want, from2, err = expectedDigest(ctx, d.storeFor, checksumAssets(rel, a.Name), a.Name)
-	}
+	ver, err := d.verification(ctx, rel, a, store, u)
 	switch {
-	case errors.Is(err, errNoChecksum) && d.cfg.RequireChecksum:
-		return fmt.Errorf("deploy %s: %w: %v (require_checksum is set)", rel.Tag, errVerify, err)
+	case errors.Is(err, errNoChecksum) && d.cfg.AllowUnverified:
+		log.Warn("deploying unverified: the release publishes no digest and allow_unverified is set", "asset", a.Name)
+		ver.by = verifiedNone
 	case errors.Is(err, errNoChecksum):
-		log.Warn("release publishes no checksum; deploying unverified", "asset", a.Name)
+		return noDigestError(rel.Tag, a.Name)
 	case err != nil:
 		return fmt.Errorf("deploy %s: %w", rel.Tag, err)
 	}
+	ev.VerifiedBy = ver.by
 
-	if a.SHA256 != "" && want == "" {
-		want, from2 = strings.ToLower(a.SHA256), "the registry"
-	}
 	var path, sum string
 	var size int64
-	if p, ok := d.cacheArtifact(ctx, rel.Tag, a.Name, want); ok {
+	if p, ok := d.cacheArtifact(ctx, rel.Tag, a.Name, ver.want); ok {
 		// Same bytes as before (a rollback, a restart, a second dewy):
-		// the cache re-hashed them against the published digest.
-		path, sum = p, want
+		// the cache re-hashed them against the release's digest.
+		path, sum = p, ver.want
 		log.Info("artifact found in cache", "asset", a.Name)
 	} else {
 		tmp := filepath.Join(d.cfg.Root, dewyDir, "tmp")
@@ -211,14 +204,19 @@ func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (
 		d.metrics.downloaded(size)
 	}
 	ev.SHA256 = sum
-	if artifactSig != nil {
-		if err := d.cfg.Verifier.verifyArtifact(path, a.Name, artifactSig); err != nil {
+	if ver.sig != nil {
+		if err := d.cfg.Verifier.verifyArtifact(path, a.Name, ver.sig); err != nil {
 			return fmt.Errorf("deploy %s: %w", rel.Tag, err)
 		}
 		log.Info("artifact signature verified", "asset", a.Name)
 	}
-	if want != "" && want != sum {
-		return fmt.Errorf("deploy %s: %w: %w", rel.Tag, errVerify, &checksumMismatchError{Asset: a.Name, Want: want, Got: sum, From: from2})
+	if ver.want != "" && ver.want != sum {
+		return fmt.Errorf("deploy %s: %w: %w", rel.Tag, errVerify, &checksumMismatchError{Asset: a.Name, Want: ver.want, Got: sum, From: ver.wantFrom})
+	}
+	if ver.integrity.Algo != "" {
+		if err := ver.integrity.check(path, a.Name); err != nil {
+			return fmt.Errorf("deploy %s: %w", rel.Tag, err)
+		}
 	}
 	if size > 0 && d.cache != nil {
 		if err := d.cache.keepArtifact(ctx, rel.Tag, a.Name, sum, path); err != nil {
@@ -289,7 +287,7 @@ func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (
 
 	d.state.Previous, d.state.PreviousDir = d.state.Current, prevDir
 	d.state.Current, d.state.CurrentDir = rel.Tag, dir
-	d.state.Asset, d.state.SHA256, d.state.DeployedAt = a.Name, sum, d.now()
+	d.state.Asset, d.state.SHA256, d.state.VerifiedBy, d.state.DeployedAt = a.Name, sum, ver.by, d.now()
 	delete(d.state.Failed, rel.Tag)
 	d.saveState(ctx)
 	if removed, err := pruneReleases(d.cfg.Root, d.cfg.Keep, dir, prevDir); err != nil {
@@ -299,7 +297,7 @@ func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (
 	}
 	d.pruneArtifacts(ctx)
 	log.Info(fmt.Sprintf("deployed %s (sha256 %s…) in %s", rel.Tag, sum[:12], d.now().Sub(start).Round(time.Millisecond)),
-		"from", orNone(from), "bytes", size)
+		"from", orNone(from), "bytes", size, "verified_by", ver.by)
 	return nil
 }
 

@@ -74,7 +74,7 @@ func TestDiskFull(t *testing.T) {
 		stage string
 	}{
 		{"v2.0.0", diskFullRelease(t, "v2.0.0", map[string]string{"index.html": "site v2.0.0", "big.bin": zeros}), "unpack"},
-		{"v2.1.0", map[string][]byte{"tool_2.1.0_linux_amd64": noise}, "download"},
+		{"v2.1.0", map[string][]byte{"tool_2.1.0_linux_amd64": noise, "tool_2.1.0_linux_amd64.sha256": []byte(sha256Hex(noise))}, "download"},
 	} {
 		publishDir(t, dir, []suiteRelease{{Tag: tc.tag, Files: tc.files}})
 		_, err := d.check(t.Context())

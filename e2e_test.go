@@ -171,9 +171,26 @@ func TestE2EAssetsOnceFileRegistry(t *testing.T) {
 }
 
 func TestE2EAssetsBareExecutable(t *testing.T) {
+	const name = "tool_2.0.0_linux_amd64"
+	bin := []byte("#!/bin/sh\necho hi\n")
 	reg, root := t.TempDir(), t.TempDir()
-	publishDir(t, reg, []suiteRelease{{Tag: "v2.0.0", Files: map[string][]byte{"tool_2.0.0_linux_amd64": []byte("#!/bin/sh\necho hi\n")}}})
-	r := runDewy(t, nil, "assets", "--registry", "file://"+reg, "--root", root, "--once")
+	publishDir(t, reg, []suiteRelease{{Tag: "v2.0.0", Files: map[string][]byte{name: bin}}})
+
+	// Without a digest the release is refused, by default and with the
+	// flag older configs set; --allow-unverified deploys it, with a warning.
+	for _, flags := range [][]string{nil, {"--require-checksum"}} {
+		r := runDewy(t, nil, append([]string{"assets", "--registry", "file://" + reg, "--root", t.TempDir(), "--once"}, flags...)...)
+		if r.status != 1 || !strings.Contains(r.out, "no digest published for "+name) || !strings.Contains(r.out, "sha256sum") {
+			t.Fatalf("%v: a release without a digest: status %d, want 1 and a message saying how to publish one:\n%s", flags, r.status, r.out)
+		}
+	}
+	r := runDewy(t, nil, "assets", "--registry", "file://"+reg, "--root", t.TempDir(), "--once", "--allow-unverified")
+	if r.status != 0 || !strings.Contains(r.out, "level=WARN") || !strings.Contains(r.out, "deploying unverified") {
+		t.Fatalf("--allow-unverified: status %d, want 0 and a warning:\n%s", r.status, r.out)
+	}
+
+	publishDir(t, reg, []suiteRelease{{Tag: "v2.0.0", Files: map[string][]byte{name + ".sha256": []byte(sha256Hex(bin) + "\n")}}})
+	r = runDewy(t, nil, "assets", "--registry", "file://"+reg, "--root", root, "--once")
 	if r.status != 0 {
 		t.Fatalf("status %d:\n%s", r.status, r.out)
 	}
@@ -181,12 +198,8 @@ func TestE2EAssetsBareExecutable(t *testing.T) {
 	if err != nil || info.Mode().Perm() != 0o755 {
 		t.Fatalf("current/tool: %v, %v; want an executable named tool", info, err)
 	}
-	if !strings.Contains(r.out, "no checksum") {
-		t.Errorf("an unverified deploy is not called out:\n%s", r.out)
-	}
-	r = runDewy(t, nil, "assets", "--registry", "file://"+reg, "--root", t.TempDir(), "--once", "--require-checksum")
-	if r.status != 1 || !strings.Contains(r.out, "require_checksum") {
-		t.Fatalf("--require-checksum accepted an unverified release (status %d):\n%s", r.status, r.out)
+	if !strings.Contains(r.out, `verified_by="checksums file `+name+`.sha256"`) {
+		t.Errorf("the deploy line does not name the checksum file:\n%s", r.out)
 	}
 }
 

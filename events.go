@@ -37,6 +37,7 @@ type deployEvent struct {
 	Previous    string        `json:"previous,omitempty"`
 	ArtifactURL string        `json:"artifact_url,omitempty"`
 	SHA256      string        `json:"sha256,omitempty"`
+	VerifiedBy  string        `json:"verified_by,omitempty"` // signature, checksums file, registry digest…
 	Duration    time.Duration `json:"duration_ns,omitempty"`
 	Outcome     string        `json:"outcome,omitempty"` // ok, failed, rolled_back
 	Error       string        `json:"error,omitempty"`

@@ -134,13 +134,15 @@ func (r *idleReader) Read(p []byte) (int, error) {
 // published digest: never retried until the release changes.
 type checksumMismatchError struct {
 	Asset, Want, Got, From string
+	Algo                   string // "" means sha256
 }
 
 func (e *checksumMismatchError) Error() string {
-	return fmt.Sprintf("checksum mismatch for %s: %s lists sha256 %s, downloaded sha256 %s", e.Asset, e.From, e.Want, e.Got)
+	algo := orDefault(e.Algo, "sha256")
+	return fmt.Sprintf("checksum mismatch for %s: %s lists %s %s, downloaded %s %s", e.Asset, e.From, algo, e.Want, algo, e.Got)
 }
 
-var errNoChecksum = errors.New("release publishes no checksum for the artifact")
+var errNoChecksum = errors.New("no digest published")
 
 // expectedDigest reads the release's checksum files and returns the sha256
 // they give for name, and which file said so. errNoChecksum when none does.

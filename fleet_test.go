@@ -34,7 +34,7 @@ func (r *countingRegistry) releases(context.Context) ([]release, error) {
 }
 
 var fleetReleases = []release{
-	{Tag: "v1.2.0", ID: "12", Assets: []asset{{Name: "app_linux_amd64.tar.gz", URL: "https://example.test/a", Size: 10, SHA256: strings.Repeat("a", 64)}}},
+	{Tag: "v1.2.0", ID: "12", Assets: []asset{{Name: "app_linux_amd64.tar.gz", URL: "https://example.test/a", Size: 10, SHA256: strings.Repeat("a", 64), SHA256From: "GitHub digest"}}},
 	{Tag: "v1.1.0", ID: "11", Prerelease: true, Assets: []asset{{Name: "app.zip", URL: "https://example.test/b", Size: -1}}},
 }
 

@@ -157,6 +157,22 @@ type githubAsset struct {
 	ID   int64  `json:"id"`
 	Name string `json:"name"`
 	Size int64  `json:"size"`
+	// Digest is "sha256:<hex>", computed by GitHub on upload; null on
+	// assets uploaded before June 2025.
+	Digest *string `json:"digest"`
+}
+
+// sha256 returns the asset's digest as hex, or "" when GitHub gives none
+// (or one of another algorithm, which dewy cannot compare).
+func (a githubAsset) sha256() string {
+	if a.Digest == nil {
+		return ""
+	}
+	sum, ok := strings.CutPrefix(*a.Digest, "sha256:")
+	if sum = strings.ToLower(sum); !ok || !isSHA256Hex(sum) {
+		return ""
+	}
+	return sum
 }
 
 // releases lists every published release, following pagination. Drafts are
@@ -252,7 +268,11 @@ func githubCopyReleases(rels []release) []release {
 func (g *githubRegistry) toRelease(r githubRelease) release {
 	rel := release{Tag: r.TagName, ID: strconv.FormatInt(r.ID, 10), Prerelease: r.Prerelease}
 	for _, a := range r.Assets {
-		rel.Assets = append(rel.Assets, asset{Name: a.Name, URL: githubAssetURL(g.owner, g.repo, r.TagName, a.Name, a.ID), Size: a.Size})
+		x := asset{Name: a.Name, URL: githubAssetURL(g.owner, g.repo, r.TagName, a.Name, a.ID), Size: a.Size, SHA256: a.sha256()}
+		if x.SHA256 != "" {
+			x.SHA256From = "GitHub digest"
+		}
+		rel.Assets = append(rel.Assets, x)
 	}
 	return rel
 }

@@ -77,6 +77,10 @@ type fakeGHAsset struct {
 	ID   int64
 	Name string
 	Data []byte
+	// Digest, when set by setDigest, replaces the "sha256:<hex>" GitHub
+	// computes from Data; a nil *Digest is served as null, as on assets
+	// uploaded before GitHub kept digests.
+	Digest *(*string)
 }
 
 // newFakeGitHub starts the fake with an empty repository dewy-test/app.
@@ -130,6 +134,22 @@ func (f *fakeGitHub) addRelease(tag string, prerelease, draft bool, files map[st
 		r.Assets = append(r.Assets, fakeGHAsset{ID: f.nextID, Name: name, Data: bytes.Clone(files[name])})
 	}
 	f.rels = append(f.rels, r)
+}
+
+// setDigest makes the fake serve digest for the named asset of tag instead
+// of the one GitHub computes; nil serves null.
+func (f *fakeGitHub) setDigest(tag, name string, digest *string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range f.rels {
+		for i := range r.Assets {
+			if r.Tag == tag && r.Assets[i].Name == name {
+				r.Assets[i].Digest = &digest
+				return
+			}
+		}
+	}
+	panic("setDigest: no asset " + name + " in " + tag)
 }
 
 // env is a getenv for newGitHubRegistry pointing at this fake.
@@ -517,6 +537,7 @@ type fakeGHAssetJSON struct {
 	State              string    `json:"state"`
 	ContentType        string    `json:"content_type"`
 	Size               int64     `json:"size"`
+	Digest             *string   `json:"digest"`
 	DownloadCount      int       `json:"download_count"`
 	CreatedAt          time.Time `json:"created_at"`
 	UpdatedAt          time.Time `json:"updated_at"`
@@ -550,7 +571,13 @@ func (f *fakeGitHub) releaseJSON(r *fakeGHRelease) fakeGHReleaseJSON {
 }
 
 func (f *fakeGitHub) assetJSON(r *fakeGHRelease, a fakeGHAsset) fakeGHAssetJSON {
+	digest := "sha256:" + sha256Hex(a.Data)
+	d := &digest
+	if a.Digest != nil {
+		d = *a.Digest
+	}
 	return fakeGHAssetJSON{
+		Digest:             d,
 		URL:                fmt.Sprintf("%s/repos/%s/%s/releases/assets/%d", f.apiURL, f.Owner, f.Repo, a.ID),
 		BrowserDownloadURL: fmt.Sprintf("https://github.com/%s/%s/releases/download/%s/%s", f.Owner, f.Repo, url.PathEscape(r.Tag), url.PathEscape(a.Name)),
 		ID:                 a.ID,

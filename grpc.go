@@ -221,13 +221,27 @@ func releaseFromCurrent(res *dewypb.CurrentResponse) (release, error) {
 	}
 	a := asset{Name: name, Size: -1}
 	a.URL, _, _ = strings.Cut(raw, "#")
+	if res.ArtifactDigest != nil {
+		d := res.GetArtifactDigest()
+		sum, ok := strings.CutPrefix(d, "sha256:")
+		sum = strings.ToLower(sum)
+		if !ok || !isSHA256Hex(sum) {
+			return release{}, fmt.Errorf("release %s: artifact_digest %q: want sha256:<64 hex digits>", tag, truncate(d, 80))
+		}
+		a.SHA256, a.SHA256From = sum, "gRPC registry digest"
+	}
+	// The fragment is how dewy's registry servers sent the digest before
+	// artifact_digest existed; servers of that age still send it.
 	if u.Fragment != "" {
 		sum, ok := strings.CutPrefix(u.Fragment, "sha256=")
 		sum = strings.ToLower(sum)
 		if !ok || !isSHA256Hex(sum) {
 			return release{}, fmt.Errorf("release %s: artifact_url %s: fragment %q: want sha256=<64 hex digits>", tag, redactURL(u), truncate(u.Fragment, 80))
 		}
-		a.SHA256 = sum
+		if a.SHA256 != "" && a.SHA256 != sum {
+			return release{}, fmt.Errorf("release %s: artifact_digest sha256 %s and the artifact_url fragment sha256 %s disagree", tag, a.SHA256, sum)
+		}
+		a.SHA256, a.SHA256From = sum, "gRPC registry digest"
 	}
 	return release{Tag: tag, ID: res.GetId(), Assets: []asset{a}}, nil
 }

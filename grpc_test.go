@@ -13,6 +13,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"google.golang.org/protobuf/proto"
 	"math/big"
 	"net"
 	"net/url"
@@ -188,6 +189,7 @@ const testDigest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f0
 func TestGRPCCurrent(t *testing.T) {
 	tests := []struct {
 		name, artifactURL   string
+		digest              *string // artifact_digest
 		wantName, wantURL   string
 		wantSHA256          string
 		artifact            string
@@ -197,6 +199,10 @@ func TestGRPCCurrent(t *testing.T) {
 			wantName: "app_linux_amd64.tar.gz", wantURL: "file:///srv/releases/v1.2.3/app_linux_amd64.tar.gz"},
 		{name: "https with digest and signed query", artifactURL: "https://dl.example.com/v1.2.3/app.tar.gz?X-Amz-Signature=abc&X-Amz-Expires=60#sha256=" + testDigest,
 			wantName: "app.tar.gz", wantURL: "https://dl.example.com/v1.2.3/app.tar.gz?X-Amz-Signature=abc&X-Amz-Expires=60", wantSHA256: testDigest},
+		{name: "digest field", artifactURL: "https://dl.example.com/v1.2.3/app.tar.gz", digest: proto.String("sha256:" + testDigest),
+			wantName: "app.tar.gz", wantURL: "https://dl.example.com/v1.2.3/app.tar.gz", wantSHA256: testDigest},
+		{name: "digest field and the same fragment", artifactURL: "https://dl.example.com/app.tar.gz#sha256=" + testDigest, digest: proto.String("sha256:" + strings.ToUpper(testDigest)),
+			wantName: "app.tar.gz", wantURL: "https://dl.example.com/app.tar.gz", wantSHA256: testDigest},
 		{name: "ghr", artifactURL: "ghr://owner/repo/tag/v1.2.3/app_linux_amd64.zip?id=42",
 			wantName: "app_linux_amd64.zip", wantURL: "ghr://owner/repo/tag/v1.2.3/app_linux_amd64.zip?id=42"},
 		{name: "s3 with upper-case digest", artifactURL: "s3://ap-northeast-1/bucket/app/v1.2.3/app.tar.gz#sha256=" + strings.ToUpper(testDigest),
@@ -206,7 +212,7 @@ func TestGRPCCurrent(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := newFakeRegistryServer(answer(&dewypb.CurrentResponse{Id: "rel-7", Tag: "v1.2.3", ArtifactUrl: tt.artifactURL}, nil))
+			srv := newFakeRegistryServer(answer(&dewypb.CurrentResponse{Id: "rel-7", Tag: "v1.2.3", ArtifactUrl: tt.artifactURL, ArtifactDigest: tt.digest}, nil))
 			r := tlsRegistry(t, srv, tt.artifact, nil)
 			got, err := r.releases(t.Context())
 			if err != nil {
@@ -219,6 +225,9 @@ func TestGRPCCurrent(t *testing.T) {
 				t.Errorf("release tag, id = %q, %q, want v1.2.3, rel-7", got[0].Tag, got[0].ID)
 			}
 			want := asset{Name: tt.wantName, URL: tt.wantURL, Size: -1, SHA256: tt.wantSHA256}
+			if want.SHA256 != "" {
+				want.SHA256From = "gRPC registry digest"
+			}
 			if a := got[0].Assets[0]; a != want {
 				t.Errorf("asset = %+v, want %+v", a, want)
 			}
@@ -254,6 +263,9 @@ func TestGRPCCurrentBadAnswer(t *testing.T) {
 		{"short digest", &dewypb.CurrentResponse{Tag: "v1.0.0", ArtifactUrl: "https://example.com/app.tgz#sha256=abc"}, "want sha256=<64 hex digits>"},
 		{"not hex", &dewypb.CurrentResponse{Tag: "v1.0.0", ArtifactUrl: "https://example.com/app.tgz#sha256=" + strings.Repeat("g", 64)}, "want sha256=<64 hex digits>"},
 		{"other fragment", &dewypb.CurrentResponse{Tag: "v1.0.0", ArtifactUrl: "https://example.com/app.tgz#md5=abc"}, `fragment "md5=abc"`},
+		{"digest field without algorithm", &dewypb.CurrentResponse{Tag: "v1.0.0", ArtifactUrl: "https://example.com/app.tgz", ArtifactDigest: proto.String(testDigest)}, "artifact_digest"},
+		{"digest field of another algorithm", &dewypb.CurrentResponse{Tag: "v1.0.0", ArtifactUrl: "https://example.com/app.tgz", ArtifactDigest: proto.String("md5:abc")}, "want sha256:<64 hex digits>"},
+		{"digest field and fragment disagree", &dewypb.CurrentResponse{Tag: "v1.0.0", ArtifactUrl: "https://example.com/app.tgz#sha256=" + strings.Repeat("0", 64), ArtifactDigest: proto.String("sha256:" + testDigest)}, "disagree"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -652,13 +664,23 @@ func TestGRPCExampleServer(t *testing.T) {
 		t.Fatalf("releases: %v", err)
 	}
 	want := asset{
-		Name:   artifact,
-		URL:    (&url.URL{Scheme: "file", Path: filepath.Join(dir, "v1.2.0", artifact)}).String(),
-		Size:   -1,
-		SHA256: sha256Hex([]byte("new")),
+		Name:       artifact,
+		URL:        (&url.URL{Scheme: "file", Path: filepath.Join(dir, "v1.2.0", artifact)}).String(),
+		Size:       -1,
+		SHA256:     sha256Hex([]byte("new")),
+		SHA256From: "gRPC registry digest",
 	}
 	if len(got) != 1 || got[0].Tag != "v1.2.0" || len(got[0].Assets) != 1 || got[0].Assets[0] != want {
 		t.Fatalf("releases = %+v, want v1.2.0 with %+v", got, want)
+	}
+	// On the wire: a plain URL, which upstream Dewy can use as it is, and
+	// the digest in its own field.
+	res, err := r.client.Current(t.Context(), &dewypb.CurrentRequest{Os: runtime.GOOS, Arch: runtime.GOARCH})
+	if err != nil {
+		t.Fatalf("Current: %v", err)
+	}
+	if res.GetArtifactUrl() != want.URL || res.GetArtifactDigest() != "sha256:"+want.SHA256 {
+		t.Errorf("answer artifact_url, artifact_digest = %q, %q; want %q without a fragment, %q", res.GetArtifactUrl(), res.GetArtifactDigest(), want.URL, "sha256:"+want.SHA256)
 	}
 
 	named := newTestGRPCRegistry(t, raw, "app_plan9_mips.zip", map[string]string{"DEWY_GRPC_TOKEN": token})

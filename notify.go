@@ -698,6 +698,9 @@ func notifyDetails(e deployEvent) string {
 	if e.SHA256 != "" {
 		parts = append(parts, "sha256 "+e.SHA256[:min(12, len(e.SHA256))])
 	}
+	if e.VerifiedBy != "" {
+		parts = append(parts, "verified by "+e.VerifiedBy)
+	}
 	if e.Duration > 0 {
 		parts = append(parts, "took "+e.Duration.Round(100*time.Millisecond).String())
 	}
@@ -749,6 +752,7 @@ type webhookPayload struct {
 	Version  string  `json:"version"`
 	Previous string  `json:"previous"`
 	Digest   string  `json:"digest"`
+	Verified string  `json:"verified_by,omitempty"`
 	Error    string  `json:"error"`
 	Time     string  `json:"time"`
 	Duration float64 `json:"duration_seconds,omitempty"`
@@ -770,6 +774,7 @@ func (w *webhookNotifier) send(ctx context.Context, e deployEvent) error {
 		Version:  e.Version,
 		Previous: e.Previous,
 		Digest:   e.SHA256,
+		Verified: e.VerifiedBy,
 		Error:    e.Error,
 		Time:     e.Time.UTC().Format(time.RFC3339),
 		Duration: e.Duration.Seconds(),

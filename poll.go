@@ -21,9 +21,12 @@ type asset struct {
 	Name string
 	URL  string // where an artifactStore fetches it: file://, ghr://, s3://, gs://, https://
 	Size int64  // -1 when the registry does not say
-	// SHA256 is a digest the registry itself vouches for (gRPC's
-	// #sha256= extension); checksum files, when present, must agree.
-	SHA256 string
+	// SHA256 is a digest (hex) the registry itself keeps for the file, as
+	// listed with the release: GitHub's asset digest, the gRPC answer's.
+	// SHA256From names that source for messages ("GitHub digest").
+	// Checksum files and signatures, when present, must agree with it.
+	SHA256     string
+	SHA256From string
 }
 
 // registry is a source of releases.

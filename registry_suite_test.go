@@ -114,7 +114,24 @@ func runRegistrySuite(t *testing.T, publish suitePublish) {
 		if size != int64(len(want)) || sum != sha256Hex(want) {
 			t.Fatalf("download = %d bytes sha256 %s, want %d bytes sha256 %s", size, sum, len(want), sha256Hex(want))
 		}
-		_ = p
+		// A digest the registry keeps itself must be the one of the bytes it serves.
+		if a.SHA256 != "" && a.SHA256 != sum {
+			t.Fatalf("asset digest from %s = %s, want %s", a.SHA256From, a.SHA256, sum)
+		}
+		if cs, ok := store.(checksummer); ok {
+			oc, err := cs.checksum(ctx, u)
+			if err != nil {
+				t.Fatalf("checksum: %v", err)
+			}
+			if oc.SHA256 != "" && oc.SHA256 != sum {
+				t.Fatalf("checksum from %s = %s, want %s", oc.From, oc.SHA256, sum)
+			}
+			if oc.Algo != "" {
+				if err := oc.check(p, a.Name); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
 		storeFor := func(*url.URL) (artifactStore, error) { return store, nil }
 		digest, from, err := expectedDigest(ctx, storeFor, checksumAssets(rel, a.Name), a.Name)
 		if err != nil || digest != sum || from != "checksums.txt" {

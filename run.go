@@ -122,7 +122,7 @@ func run(ctx context.Context, cfg *config) error {
 	board := newStatusBoard(cfg.Command, redactRaw(cfg.RegistryRaw), cacheKind, cfg.Server.Ports)
 	mets := newMetrics(version)
 	if state.Current != "" {
-		board.deployed(state.Current, state.SHA256, state.DeployedAt)
+		board.deployed(state.Current, state.SHA256, state.VerifiedBy, state.DeployedAt)
 		mets.current(state.Current)
 		if cfg.Command == "assets" {
 			mets.serving(true)
@@ -166,7 +166,7 @@ func run(ctx context.Context, cfg *config) error {
 		}
 		ready()
 		if !upToDate {
-			return errors.New("newest release is not deployed: it failed before and is waiting for its retry time (see the log at debug level)")
+			return errors.New("newest release is not deployed: it failed before and is waiting for its retry time, or its checksum file has not arrived yet (see the log)")
 		}
 		log.Info("up to date", "version", state.Current)
 		return nil

@@ -5,6 +5,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +24,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/logging"
 )
@@ -246,6 +250,35 @@ func (r *s3Registry) open(ctx context.Context, u *url.URL, offset int64) (io.Rea
 		}
 	}
 	return out.Body, size, nil
+}
+
+var _ checksummer = (*s3Registry)(nil)
+
+// checksum asks for the object's ChecksumSHA256, which S3 keeps when the
+// object was uploaded with one (aws s3 cp --checksum-algorithm SHA256). A
+// multipart upload's composite checksum is a digest of the parts' digests,
+// not of the object, and is ignored.
+func (r *s3Registry) checksum(ctx context.Context, u *url.URL) (objectChecksum, error) {
+	region, bucket, key, err := parseS3URL(u)
+	if err != nil {
+		return objectChecksum{}, err
+	}
+	key = strings.TrimSuffix(key, "/")
+	out, err := r.client.HeadObject(ctx, &s3.HeadObjectInput{
+		Bucket: aws.String(bucket), Key: aws.String(key), ChecksumMode: types.ChecksumModeEnabled,
+	}, func(o *s3.Options) { o.Region = region })
+	if err != nil {
+		return objectChecksum{}, s3Error("head", bucket, key, err)
+	}
+	b64 := aws.ToString(out.ChecksumSHA256)
+	if b64 == "" || out.ChecksumType == types.ChecksumTypeComposite || strings.Contains(b64, "-") {
+		return objectChecksum{}, nil
+	}
+	raw, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil || len(raw) != sha256.Size {
+		return objectChecksum{}, fmt.Errorf("s3 head %s/%s: ChecksumSHA256 %q is not a SHA-256", bucket, key, truncate(b64, 80))
+	}
+	return objectChecksum{SHA256: hex.EncodeToString(raw), From: "S3 ChecksumSHA256"}, nil
 }
 
 // s3Error maps the SDK's error to the registry's sentinels and names the

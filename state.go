@@ -21,6 +21,7 @@ type deployState struct {
 	CurrentDir  string                   `json:"current_dir,omitempty"`  // directory under releases/
 	Asset       string                   `json:"asset,omitempty"`        // artifact name
 	SHA256      string                   `json:"sha256,omitempty"`       // artifact digest
+	VerifiedBy  string                   `json:"verified_by,omitempty"`  // what vouched for the digest
 	DeployedAt  time.Time                `json:"deployed_at,omitzero"`   //
 	Previous    string                   `json:"previous,omitempty"`     // tag before current
 	PreviousDir string                   `json:"previous_dir,omitempty"` //

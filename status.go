@@ -21,6 +21,7 @@ type statusJSON struct {
 	Current      string    `json:"current,omitempty"`
 	CurrentSince time.Time `json:"current_since,omitzero"`
 	SHA256       string    `json:"sha256,omitempty"`
+	VerifiedBy   string    `json:"verified_by,omitempty"` // what vouched for the digest
 
 	LastPoll        time.Time `json:"last_poll,omitzero"`
 	LastPollResult  string    `json:"last_poll_result,omitempty"` // ok or error
@@ -84,13 +85,13 @@ func (b *statusBoard) pollDone(at time.Time, err error, next time.Time) {
 
 // deployed records that version is live since at; a release that failed
 // before and now deployed is no longer listed as failed.
-func (b *statusBoard) deployed(version, sha256 string, at time.Time) {
+func (b *statusBoard) deployed(version, sha256, verifiedBy string, at time.Time) {
 	if b == nil {
 		return
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.s.Current, b.s.SHA256, b.s.CurrentSince = version, sha256, at
+	b.s.Current, b.s.SHA256, b.s.VerifiedBy, b.s.CurrentSince = version, sha256, verifiedBy, at
 	b.s.Failed = slices.DeleteFunc(b.s.Failed, func(f failedStatus) bool { return f.Version == version })
 }
 

@@ -119,6 +119,9 @@ func printStatus(w io.Writer, s statusJSON, problems []string) error {
 	if s.SHA256 != "" {
 		row("sha256", "%s", shortDigest(s.SHA256))
 	}
+	if s.VerifiedBy != "" {
+		row("verified", "by %s", s.VerifiedBy)
+	}
 	switch {
 	case s.LastPoll.IsZero():
 		row("last poll", "not yet")

@@ -26,7 +26,7 @@ func fixedBoard(command string) *statusBoard {
 
 func TestStatusCmdTable(t *testing.T) {
 	b := fixedBoard("server")
-	b.deployed("v1.2.0", "0123456789abcdef"+strings.Repeat("0", 48), statusT0.Add(-2*time.Hour-5*time.Minute))
+	b.deployed("v1.2.0", "0123456789abcdef"+strings.Repeat("0", 48), "GitHub digest", statusT0.Add(-2*time.Hour-5*time.Minute))
 	b.failed("v1.3.0", "deploy v1.3.0: release failed to start: not ready within 30s")
 	b.editForTest(func(s *statusJSON) { s.LastErrorAt = statusT0.Add(-90 * time.Minute) })
 	b.pollDone(statusT0.Add(-12*time.Second), nil, statusT0.Add(48*time.Second))
@@ -46,6 +46,7 @@ func TestStatusCmdTable(t *testing.T) {
 registry    ghr://acme/app
 current     v1.2.0 since 2026-11-25 09:55:00 +0000 (2h05m ago)
 sha256      0123456789ab…
+verified    by GitHub digest
 last poll   ok, 12s ago
 next poll   in 48s
 last error  deploy v1.3.0: release failed to start: not ready within 30s (1h30m ago)
@@ -78,21 +79,21 @@ func TestStatusCmdHealth(t *testing.T) {
 		health  string // the table's last row
 	}{
 		{"serving", "server", func(b *statusBoard) {
-			b.deployed("v1", "", statusT0)
+			b.deployed("v1", "", "", statusT0)
 			b.child(10, 1, 0)
 		}, true, "health      ok\n"},
 		{"assets up to date", "assets", func(b *statusBoard) {
-			b.deployed("v1", "", statusT0)
+			b.deployed("v1", "", "", statusT0)
 			b.pollDone(statusT0, nil, statusT0.Add(time.Minute))
 		}, true, "health      ok\n"},
 		{"short error streak", "assets", func(b *statusBoard) {
-			b.deployed("v1", "", statusT0)
+			b.deployed("v1", "", "", statusT0)
 			for range maxHealthyPollErrors - 1 {
 				b.pollDone(statusT0, pollErr, statusT0.Add(time.Minute))
 			}
 		}, true, "health      ok\n"},
 		{"long error streak", "assets", func(b *statusBoard) {
-			b.deployed("v1", "", statusT0)
+			b.deployed("v1", "", "", statusT0)
 			for range maxHealthyPollErrors {
 				b.pollDone(statusT0, pollErr, statusT0.Add(time.Minute))
 			}
@@ -101,7 +102,7 @@ func TestStatusCmdHealth(t *testing.T) {
 			b.pollDone(statusT0, nil, statusT0.Add(time.Minute))
 		}, false, "health      UNHEALTHY: no current version\n"},
 		{"child gone", "server", func(b *statusBoard) {
-			b.deployed("v1", "", statusT0)
+			b.deployed("v1", "", "", statusT0)
 			b.child(10, 1, 0)
 			b.child(0, 1, 4)
 		}, false, "health      UNHEALTHY: application not running\n"},
@@ -128,7 +129,7 @@ func TestStatusCmdHealth(t *testing.T) {
 
 func TestStatusCmdJSON(t *testing.T) {
 	b := fixedBoard("assets")
-	b.deployed("v2.0.0", strings.Repeat("f", 64), statusT0)
+	b.deployed("v2.0.0", strings.Repeat("f", 64), "", statusT0)
 	dir, err := os.MkdirTemp("", "dewy-status") // short enough for a socket path
 	if err != nil {
 		t.Fatal(err)

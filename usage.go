@@ -28,7 +28,8 @@ Flags for both commands (flags override DEWY_* variables, which override the fil
   --after-deploy-hook CMD   shell command run once the new release is live
   --on-failure-hook CMD     shell command run when a deploy fails
   --hook-timeout D          time a hook may run (default 5m)
-  --require-checksum        refuse releases without a published sha256
+  --allow-unverified        deploy releases that publish no digest, with a warning
+                            (default: refuse them; --require-checksum is accepted)
   --verify-key KEY          require signatures: minisign:<key or .pub file> | cosign:<cosign.pub>
   --retry-failed            try again releases that failed their health check
   --max-unpack-size SIZE    largest unpacked release (default 4GiB)

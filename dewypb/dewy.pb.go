@@ -94,12 +94,18 @@ type CurrentResponse struct {
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`   // the server's own identifier, echoed back in reports
 	Tag   string                 `protobuf:"bytes,2,opt,name=tag,proto3" json:"tag,omitempty"` // the version tag, e.g. v1.2.3
 	// Where to fetch the artifact: file://, https://, ghr://, s3:// or gs://.
-	// dewy reads an optional "#sha256=<64 hex digits>" fragment as the
-	// artifact's digest and verifies the download against it.
-	ArtifactUrl   string                 `protobuf:"bytes,3,opt,name=artifact_url,json=artifactUrl,proto3" json:"artifact_url,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3,oneof" json:"created_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Older dewy registry servers appended a "#sha256=<64 hex digits>"
+	// fragment; dewy still reads one, but upstream Dewy takes it for part of
+	// the file name, so servers send the digest in artifact_digest instead.
+	ArtifactUrl string                 `protobuf:"bytes,3,opt,name=artifact_url,json=artifactUrl,proto3" json:"artifact_url,omitempty"`
+	CreatedAt   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3,oneof" json:"created_at,omitempty"`
+	// The artifact's digest, "sha256:<64 hex digits>", which dewy verifies
+	// the download against. Not part of upstream Dewy's protocol: clients
+	// that do not know it skip it. The number is kept clear of upstream's
+	// so that a field upstream adds later cannot collide with it.
+	ArtifactDigest *string `protobuf:"bytes,100,opt,name=artifact_digest,json=artifactDigest,proto3,oneof" json:"artifact_digest,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CurrentResponse) Reset() {
@@ -158,6 +164,13 @@ func (x *CurrentResponse) GetCreatedAt() *timestamppb.Timestamp {
 		return x.CreatedAt
 	}
 	return nil
+}
+
+func (x *CurrentResponse) GetArtifactDigest() string {
+	if x != nil && x.ArtifactDigest != nil {
+		return *x.ArtifactDigest
+	}
+	return ""
 }
 
 type ReportRequest struct {
@@ -238,14 +251,16 @@ const file_dewy_proto_rawDesc = "" +
 	"\x04arch\x18\x01 \x01(\tR\x04arch\x12\x0e\n" +
 	"\x02os\x18\x02 \x01(\tR\x02os\x12&\n" +
 	"\farifact_name\x18\x03 \x01(\tH\x00R\varifactName\x88\x01\x01B\x0f\n" +
-	"\r_arifact_name\"\xa5\x01\n" +
+	"\r_arifact_name\"\xe7\x01\n" +
 	"\x0fCurrentResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03tag\x18\x02 \x01(\tR\x03tag\x12!\n" +
 	"\fartifact_url\x18\x03 \x01(\tR\vartifactUrl\x12>\n" +
 	"\n" +
-	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\tcreatedAt\x88\x01\x01B\r\n" +
-	"\v_created_at\"j\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\tcreatedAt\x88\x01\x01\x12,\n" +
+	"\x0fartifact_digest\x18d \x01(\tH\x01R\x0eartifactDigest\x88\x01\x01B\r\n" +
+	"\v_created_atB\x12\n" +
+	"\x10_artifact_digest\"j\n" +
 	"\rReportRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03tag\x18\x02 \x01(\tR\x03tag\x12\x18\n" +

@@ -9,7 +9,11 @@
 // With -tls-cert and -tls-key it serves TLS, which dewy expects by default
 // (add ?ca=/path/ca.pem on dewy's side for a private CA). Artifact URLs are
 // file:// paths unless -base-url names where the same tree is served over
-// HTTPS. Each URL ends in #sha256=<digest> of the file, which dewy verifies.
+// HTTPS. Each answer carries the file's digest in artifact_digest
+// ("sha256:<hex>"), which dewy verifies; clients that do not know the field
+// (upstream Dewy) skip it. -sha256-fragment also appends #sha256=<digest> to
+// the URL, for dewy releases older than artifact_digest; upstream Dewy then
+// fails, since it takes the fragment for part of the file name.
 // If REGISTRY_TOKEN is set, calls must carry it as a bearer token (dewy
 // sends DEWY_GRPC_TOKEN). Reports from hosts are logged.
 package main
@@ -45,6 +49,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -56,6 +61,7 @@ type config struct {
 	certFile   string
 	keyFile    string
 	preRelease bool
+	fragment   bool
 	token      string
 }
 
@@ -67,6 +73,7 @@ func main() {
 	flag.StringVar(&cfg.certFile, "tls-cert", "", "PEM certificate chain; with -tls-key, serve TLS")
 	flag.StringVar(&cfg.keyFile, "tls-key", "", "PEM private key for -tls-cert")
 	flag.BoolVar(&cfg.preRelease, "pre-release", false, "offer pre-release tags such as v1.3.0-rc.1 too")
+	flag.BoolVar(&cfg.fragment, "sha256-fragment", false, "also append #sha256=<digest> to artifact URLs, for old dewy clients (breaks upstream Dewy)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: registry-server -dir DIR [flags]\n\nServes the newest release in DIR to dewy's grpc:// registry.\nSet REGISTRY_TOKEN to require that bearer token.\n\n")
 		flag.PrintDefaults()
@@ -110,7 +117,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	case cfg.certFile != "" || cfg.keyFile != "":
 		return errors.New("-tls-cert and -tls-key go together")
 	}
-	srv := &server{dir: dir, baseURL: strings.TrimSuffix(cfg.baseURL, "/"), preRelease: cfg.preRelease, token: cfg.token, log: log}
+	srv := &server{dir: dir, baseURL: strings.TrimSuffix(cfg.baseURL, "/"), preRelease: cfg.preRelease, fragment: cfg.fragment, token: cfg.token, log: log}
 	if cfg.token != "" {
 		opts = append(opts, grpc.UnaryInterceptor(srv.checkToken))
 	}
@@ -134,6 +141,7 @@ type server struct {
 	dir        string
 	baseURL    string
 	preRelease bool
+	fragment   bool // append #sha256= to artifact URLs
 	token      string
 	log        *slog.Logger
 
@@ -184,11 +192,15 @@ func (s *server) Current(ctx context.Context, req *dewypb.CurrentRequest) (*dewy
 		u = s.baseURL + "/" + url.PathEscape(tag) + "/" + url.PathEscape(name)
 	}
 	s.log.Info("current", "peer", peerAddr(ctx), "os", req.GetOs(), "arch", req.GetArch(), "tag", tag, "artifact", name)
+	if s.fragment {
+		u += "#sha256=" + sum
+	}
 	return &dewypb.CurrentResponse{
-		Id:          path.Join(tag, name),
-		Tag:         tag,
-		ArtifactUrl: u + "#sha256=" + sum,
-		CreatedAt:   timestamppb.New(fi.ModTime()),
+		Id:             path.Join(tag, name),
+		Tag:            tag,
+		ArtifactUrl:    u,
+		CreatedAt:      timestamppb.New(fi.ModTime()),
+		ArtifactDigest: proto.String("sha256:" + sum),
 	}, nil
 }
 
