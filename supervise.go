@@ -119,16 +119,16 @@ type request struct {
 // A child is one generation of the application. The fields below the blank
 // line belong to run.
 type child struct {
-	gen     int
-	version string
-	cmd     *exec.Cmd
-	pid     int
-	started time.Time
-	health  string        // address of its private probe listener, "" without HealthPath
-	upstream string       // proxy mode: the private port it listens on itself
-	notify  *notifySocket // nil where the sender of a datagram cannot be checked
-	dead    chan struct{} // closed once the process has exited
-	waitErr error         // off Linux: Wait's result, set before dead closes
+	gen      int
+	version  string
+	cmd      *exec.Cmd
+	pid      int
+	started  time.Time
+	health   string        // address of its private probe listener, "" without HealthPath
+	upstream string        // proxy mode: the private port it listens on itself
+	notify   *notifySocket // nil where the sender of a datagram cannot be checked
+	dead     chan struct{} // closed once the process has exited
+	waitErr  error         // off Linux: Wait's result, set before dead closes
 
 	stopping bool
 	reaped   bool
