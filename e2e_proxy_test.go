@@ -28,7 +28,7 @@ func nodeRelease(t *testing.T, tag, version string, unhealthy bool) map[string][
 	}
 	run := "#!/bin/sh\nexport " + env + "\nexec " + node + ` "$(dirname "$0")/app.js"` + "\n"
 	art := e2eTarGz(t, map[string]string{"app.js": string(js), "run.sh": run})
-	name := "app_" + strings.TrimPrefix(tag, "v") + ".tar.gz"
+	name := "app_" + strings.TrimPrefix(tag, "v") + "_linux_amd64.tar.gz"
 	return map[string][]byte{name: art, "checksums.txt": []byte(sha256Hex(art) + "  " + name + "\n")}
 }
 

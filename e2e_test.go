@@ -47,8 +47,19 @@ func dewyBinary(t *testing.T) string {
 // e2eTarGz packs files (name → content) the way a release pipeline would.
 func e2eTarGz(t *testing.T, files map[string]string) []byte {
 	t.Helper()
+	return tarGzLevel(t, files, gzip.DefaultCompression)
+}
+
+// tarGzLevel is e2eTarGz at a gzip level: a test that packs executables
+// of megabytes takes gzip.NoCompression, as deflating them under the race
+// detector takes seconds on a busy machine.
+func tarGzLevel(t *testing.T, files map[string]string, level int) []byte {
+	t.Helper()
 	var buf bytes.Buffer
-	gz := gzip.NewWriter(&buf)
+	gz, err := gzip.NewWriterLevel(&buf, level)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tw := tar.NewWriter(gz)
 	for name, body := range files {
 		mode := int64(0o644)

@@ -39,8 +39,10 @@ func TestMain(m *testing.M) {
 		os.Exit(runAsSupervisor())
 	}
 	code := m.Run()
-	if appBuildDir != "" {
-		os.RemoveAll(appBuildDir)
+	for _, dir := range []string{appBuildDir, tpBuildDir} {
+		if dir != "" {
+			os.RemoveAll(dir)
+		}
 	}
 	os.Exit(code)
 }

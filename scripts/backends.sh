@@ -179,6 +179,11 @@ backends_install() {
 	[[ -f /usr/include/google/protobuf/empty.proto ]] || pkgs+=(libprotobuf-dev)
 	# The proxy tests run a plain Node.js application that binds its own port.
 	command -v node >/dev/null || pkgs+=(nodejs)
+	# Third-party servers that the swap tests run under dewy server: Starlet
+	# (Plack, on SERVER_STARTER_PORT) and gunicorn (on LISTEN_FDS).
+	command -v plackup >/dev/null || pkgs+=(libplack-perl)
+	perl -MPlack::Handler::Starlet -e 1 2>/dev/null || pkgs+=(starlet)
+	command -v gunicorn >/dev/null || pkgs+=(gunicorn)
 	if ! command -v "$(go env CC)" >/dev/null; then
 		pkgs+=(gcc libc6-dev)
 	fi
@@ -186,6 +191,8 @@ backends_install() {
 		apt_install "${pkgs[@]}"
 	fi
 	command -v redis-server >/dev/null || die "redis-server is still not on PATH"
+	command -v plackup >/dev/null && command -v gunicorn >/dev/null ||
+		die "plackup or gunicorn is still not on PATH"
 
 	local name failed=()
 	for name in "${!BUILDS[@]}"; do
