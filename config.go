@@ -88,6 +88,22 @@ func settings() []setting {
 			c.RegistryRaw = v
 			return nil
 		}},
+		{key: "slot", short: "s", usage: "deployment slot: only tags whose build metadata is NAME (v1.2.3+NAME)", set: func(c *config, v string) error {
+			if v != "" && !validIdents(v, false) {
+				return errors.New("want build metadata such as blue or green: letters, digits, '-' and '.'")
+			}
+			c.Select.Slot = v
+			return nil
+		}},
+		{key: "calver", usage: "tags are calendar versions of this format, e.g. YYYY.0M.0D.MICRO", set: func(c *config, v string) error {
+			if v == "" {
+				c.Select.CalVer = nil
+				return nil
+			}
+			f, err := parseCalverFormat(v)
+			c.Select.CalVer = f
+			return err
+		}},
 		{key: "cache", usage: "cache URL (file://, memory://, redis://, consul://)", set: func(c *config, v string) error { c.Cache = v; return nil }},
 		{key: "notifier", usage: "notification URL (repeatable)", repeated: true, set: func(c *config, v string) error {
 			c.Notifiers = append(c.Notifiers, v)
@@ -485,6 +501,7 @@ func (c *config) validate(getenv func(string) string) error {
 	if err != nil {
 		return &usageError{c.registryMessage(err.Error())}
 	}
+	sel.Slot, sel.CalVer = c.Select.Slot, c.Select.CalVer // global settings, not URL options
 	c.Registry, c.Select = u, sel
 	c.Select.GOOS, c.Select.GOARCH = runtime.GOOS, runtime.GOARCH
 	if c.Command == "server" && len(c.Server.Command) == 0 {

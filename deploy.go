@@ -281,7 +281,7 @@ func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (
 	d.state.Asset, d.state.SHA256, d.state.DeployedAt = a.Name, sum, d.now()
 	delete(d.state.Failed, rel.Tag)
 	d.saveState(ctx)
-	if removed, err := pruneReleases(d.cfg.Root, d.cfg.Keep, dir, prevDir); err != nil {
+	if removed, err := pruneReleases(d.cfg.Root, d.cfg.Keep, d.cfg.Select, dir, prevDir); err != nil {
 		log.Warn("could not prune old releases", "err", err)
 	} else if len(removed) > 0 {
 		log.Info("pruned old releases", "removed", strings.Join(removed, ","))
