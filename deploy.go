@@ -55,7 +55,7 @@ type deployer struct {
 func (d *deployer) event(kind, version string) deployEvent {
 	// Safe from any goroutine: it reads nothing the poll loop changes.
 	return deployEvent{Kind: kind, Time: d.now(), Command: d.cfg.Command, App: d.app, Host: d.cfg.HostID, User: d.user,
-		Version: version}
+		Slot: d.cfg.Select.Slot, Version: version}
 }
 
 func (d *deployer) send(e deployEvent) {

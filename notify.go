@@ -697,6 +697,9 @@ func notifyDetails(e deployEvent) string {
 	if e.Duration > 0 {
 		parts = append(parts, "took "+e.Duration.Round(100*time.Millisecond).String())
 	}
+	if e.Slot != "" {
+		parts = append(parts, "slot "+e.Slot)
+	}
 	if e.Command != "" {
 		parts = append(parts, "dewy "+e.Command)
 	}
@@ -742,6 +745,7 @@ type webhookPayload struct {
 	Host     string  `json:"host"`
 	Command  string  `json:"command,omitempty"`
 	User     string  `json:"user,omitempty"`
+	Slot     string  `json:"slot,omitempty"`
 	Version  string  `json:"version"`
 	Previous string  `json:"previous"`
 	Digest   string  `json:"digest"`
@@ -763,6 +767,7 @@ func (w *webhookNotifier) send(ctx context.Context, e deployEvent) error {
 		Host:     e.Host,
 		Command:  e.Command,
 		User:     e.User,
+		Slot:     e.Slot,
 		Version:  e.Version,
 		Previous: e.Previous,
 		Digest:   e.SHA256,
