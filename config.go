@@ -529,7 +529,7 @@ func (c *config) validate(getenv func(string) string) error {
 	}
 	for _, n := range c.Notifiers {
 		if _, err := url.Parse(n); err != nil || !strings.Contains(n, "://") {
-			return usagef("--notifier %q: not a URL (want slack://channel, https://… or webhook+http://…)", redactRaw(n))
+			return usagef("--notifier %q: not a URL (want slack://channel, smtp://host:port/recipient, https://… or webhook+http://…)", redactRaw(n))
 		}
 	}
 	if c.Cache != "" {

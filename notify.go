@@ -128,7 +128,7 @@ func newNotifyQueue(urls []string, getenv func(string) string, log *slog.Logger)
 func newNotifier(raw string, getenv func(string) string) (notifier, bool, []string, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme == "" || u.Host == "" && u.Fragment == "" {
-		return nil, false, nil, errors.New("not a URL (want slack://channel, https://… or webhook+http://…)")
+		return nil, false, nil, errors.New("not a URL (want slack://channel, smtp://host:port/recipient, https://… or webhook+http://…)")
 	}
 	switch u.Scheme {
 	case "slack":
@@ -143,10 +143,16 @@ func newNotifier(raw string, getenv func(string) string) (notifier, bool, []stri
 			return nil, false, nil, err
 		}
 		return w, false, webhookSecrets(raw, w.url), nil
+	case "smtp", "mail":
+		m, quiet, err := newMailNotifier(u, getenv)
+		if err != nil {
+			return nil, false, nil, err
+		}
+		return m, quiet, m.secrets(), nil
 	case "http":
 		return nil, false, nil, errors.New("plain http sends events unencrypted; write webhook+http:// to mean it")
 	}
-	return nil, false, nil, fmt.Errorf("unknown scheme %q (want slack, https or webhook+http)", u.Scheme)
+	return nil, false, nil, fmt.Errorf("unknown scheme %q (want slack, smtp, https or webhook+http)", u.Scheme)
 }
 
 // notify queues e for every notifier and returns at once. When a queue is

@@ -616,11 +616,11 @@ func TestNotifyConstructionErrors(t *testing.T) {
 		want   string
 		secret string
 	}{
-		{"ftp://files.example/deploys/SECRETX", nil, `notifier ftp://files.example/…: unknown scheme "ftp" (want slack, https or webhook+http)`, "SECRETX"},
+		{"ftp://files.example/deploys/SECRETX", nil, `notifier ftp://files.example/…: unknown scheme "ftp" (want slack, smtp, https or webhook+http)`, "SECRETX"},
 		{"slack://deploys", func(string) string { return "" }, "notifier slack://deploys: SLACK_TOKEN is not set", ""},
 		{"slack://deploys?titel=x", slackEnv(""), `notifier slack://deploys: unknown setting "titel" (want title or quiet)`, ""},
 		{"slack://deploys?quiet=maybe", slackEnv(""), `notifier slack://deploys: quiet="maybe": want true or false`, ""},
-		{"slack://", slackEnv(""), "notifier slack://: not a URL (want slack://channel, https://… or webhook+http://…)", ""},
+		{"slack://", slackEnv(""), "notifier slack://: not a URL (want slack://channel, smtp://host:port/recipient, https://… or webhook+http://…)", ""},
 		{"http://hooks.example/h/SECRETY", nil, "notifier http://hooks.example/…: plain http sends events unencrypted; write webhook+http:// to mean it", "SECRETY"},
 		{"https://user:SECRETZ@hooks.example/", nil, "", "SECRETZ"},
 		{"slack://deploys", func(k string) string {
