@@ -76,6 +76,7 @@ func TestBadInputFlags(t *testing.T) {
 		{a("--require-checksum=maybe"), "require-checksum"},
 		{a("--retry-failed=2"), "retry-failed"},
 		{a("--once=yes please"), "once"},
+		{a("-c", "file:///var/cache/dewy"), "--cache"},
 		{a("--calver", "YYYY.MM.QQ"), `"QQ"`},
 		{a("--calver", "YYYY.0Y.MICRO"), `--calver "YYYY.0Y.MICRO"`},
 		{a("--calver", "YYYY-0M"), `"YYYY-0M"`},

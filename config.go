@@ -338,6 +338,9 @@ func defaultConfig() *config {
 // into a validated config. Every error names the flag, key or value at fault.
 func parseArgs(args []string, getenv func(string) string) (*config, error) {
 	command := ""
+	if len(args) == 1 && (args[0] == "--version" || args[0] == "-v") {
+		return &config{Command: "version"}, nil // upstream Dewy's spelling
+	}
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		command, args = args[0], args[1:]
 		switch command {
@@ -432,6 +435,10 @@ func parseArgs(args []string, getenv func(string) string) (*config, error) {
 		return nil
 	}
 	fromFile := map[string]bool{}
+	if strings.Contains(configFile, "://") {
+		// upstream Dewy's -c is its cache URL; here -c is the file.
+		return nil, usagef("-c %q: -c names the TOML settings file; a cache URL goes to --cache", redactRaw(configFile))
+	}
 	if configFile != "" {
 		fileCmd, err := loadTOML(configFile, opts, apply, fromFile)
 		if err != nil {
