@@ -22,6 +22,7 @@ func auditEvent(i int) deployEvent {
 	e.Version = "v1.0." + strconv.Itoa(i)
 	e.ArtifactURL = "ghr://acme/shop/shop_linux_amd64.tar.gz"
 	e.Outcome = "ok"
+	e.Slot = "blue"
 	e.Hooks = []hookResult{{Name: "after_deploy", Command: "systemctl reload nginx", Output: "reloaded\n", Duration: 30 * time.Millisecond}}
 	return e
 }
@@ -64,7 +65,7 @@ func TestAuditRecordAndRead(t *testing.T) {
 	if lines := strings.Count(string(data), "\n"); lines != 3 {
 		t.Errorf("file has %d lines, want 3", lines)
 	}
-	if !strings.HasPrefix(string(data), `{"event":"deployed","time":"2025-03-04T05:06:07Z","command":"server","app":"shop","host":"web-1","user":"dewy","version":"v1.0.0","previous":"v1.2.2","artifact_url":"ghr://acme/shop/shop_linux_amd64.tar.gz","sha256":"0123`) {
+	if !strings.HasPrefix(string(data), `{"event":"deployed","time":"2025-03-04T05:06:07Z","command":"server","app":"shop","host":"web-1","user":"dewy","slot":"blue","version":"v1.0.0","previous":"v1.2.2","artifact_url":"ghr://acme/shop/shop_linux_amd64.tar.gz","sha256":"0123`) {
 		t.Errorf("first line = %s, want the deployEvent JSON", strings.SplitN(string(data), "\n", 2)[0])
 	}
 

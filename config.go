@@ -93,6 +93,22 @@ func settings() []setting {
 			c.RegistryRaw = v
 			return nil
 		}},
+		{key: "slot", short: "s", usage: "deployment slot: only tags whose build metadata is NAME (v1.2.3+NAME)", set: func(c *config, v string) error {
+			if v != "" && !validIdents(v, false) {
+				return errors.New("want build metadata such as blue or green: letters, digits, '-' and '.'")
+			}
+			c.Select.Slot = v
+			return nil
+		}},
+		{key: "calver", usage: "tags are calendar versions of this format, e.g. YYYY.0M.0D.MICRO", set: func(c *config, v string) error {
+			if v == "" {
+				c.Select.CalVer = nil
+				return nil
+			}
+			f, err := parseCalverFormat(v)
+			c.Select.CalVer = f
+			return err
+		}},
 		{key: "cache", usage: "cache URL (file://, memory://, redis://, consul://)", set: func(c *config, v string) error { c.Cache = v; return nil }},
 		{key: "notifier", usage: "notification URL (repeatable)", repeated: true, set: func(c *config, v string) error {
 			c.Notifiers = append(c.Notifiers, v)
@@ -341,6 +357,9 @@ func defaultConfig() *config {
 // into a validated config. Every error names the flag, key or value at fault.
 func parseArgs(args []string, getenv func(string) string) (*config, error) {
 	command := ""
+	if len(args) == 1 && (args[0] == "--version" || args[0] == "-v") {
+		return &config{Command: "version"}, nil // upstream Dewy's spelling
+	}
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		command, args = args[0], args[1:]
 		switch command {
@@ -435,6 +454,10 @@ func parseArgs(args []string, getenv func(string) string) (*config, error) {
 		return nil
 	}
 	fromFile := map[string]bool{}
+	if strings.Contains(configFile, "://") {
+		// upstream Dewy's -c is its cache URL; here -c is the file.
+		return nil, usagef("-c %q: -c names the TOML settings file; a cache URL goes to --cache", redactRaw(configFile))
+	}
 	if configFile != "" {
 		fileCmd, err := loadTOML(configFile, opts, apply, fromFile)
 		if err != nil {
@@ -504,6 +527,7 @@ func (c *config) validate(getenv func(string) string) error {
 	if err != nil {
 		return &usageError{c.registryMessage(err.Error())}
 	}
+	sel.Slot, sel.CalVer = c.Select.Slot, c.Select.CalVer // global settings, not URL options
 	c.Registry, c.Select = u, sel
 	c.Select.GOOS, c.Select.GOARCH = runtime.GOOS, runtime.GOARCH
 	if c.Command == "server" && len(c.Server.Command) == 0 {
@@ -537,7 +561,7 @@ func (c *config) validate(getenv func(string) string) error {
 	}
 	for _, n := range c.Notifiers {
 		if _, err := url.Parse(n); err != nil || !strings.Contains(n, "://") {
-			return usagef("--notifier %q: not a URL (want slack://channel, https://… or webhook+http://…)", redactRaw(n))
+			return usagef("--notifier %q: not a URL (want slack://channel, smtp://host:port/recipient, https://… or webhook+http://…)", redactRaw(n))
 		}
 	}
 	if c.Cache != "" {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,6 +81,18 @@ func TestParseArgs(t *testing.T) {
 		{"version", []string{"version"}, func(c *config) string {
 			if c.Command != "version" {
 				return "not version"
+			}
+			return ""
+		}},
+		{"upstream --version", []string{"--version"}, func(c *config) string {
+			if c.Command != "version" {
+				return "not version"
+			}
+			return ""
+		}},
+		{"slot and calver", []string{"assets", "--registry", "file:///r?track=2024", "-s", "blue", "--calver", "YYYY.0M.MICRO"}, func(c *config) string {
+			if c.Select.Slot != "blue" || c.Select.CalVer == nil || c.Select.CalVer.String() != "YYYY.0M.MICRO" || c.Select.Track != "v2024" {
+				return fmt.Sprintf("select = %+v", c.Select)
 			}
 			return ""
 		}},

@@ -55,7 +55,7 @@ type deployer struct {
 func (d *deployer) event(kind, version string) deployEvent {
 	// Safe from any goroutine: it reads nothing the poll loop changes.
 	return deployEvent{Kind: kind, Time: d.now(), Command: d.cfg.Command, App: d.app, Host: d.cfg.HostID, User: d.user,
-		Version: version}
+		Slot: d.cfg.Select.Slot, Version: version}
 }
 
 func (d *deployer) send(e deployEvent) {
@@ -290,7 +290,7 @@ func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (
 	d.state.Asset, d.state.SHA256, d.state.VerifiedBy, d.state.DeployedAt = a.Name, sum, ver.by, d.now()
 	delete(d.state.Failed, rel.Tag)
 	d.saveState(ctx)
-	if removed, err := pruneReleases(d.cfg.Root, d.cfg.Keep, dir, prevDir); err != nil {
+	if removed, err := pruneReleases(d.cfg.Root, d.cfg.Keep, d.cfg.Select, dir, prevDir); err != nil {
 		log.Warn("could not prune old releases", "err", err)
 	} else if len(removed) > 0 {
 		log.Info("pruned old releases", "removed", strings.Join(removed, ","))

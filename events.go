@@ -33,6 +33,7 @@ type deployEvent struct {
 	App         string        `json:"app"`
 	Host        string        `json:"host"`
 	User        string        `json:"user"`
+	Slot        string        `json:"slot,omitempty"` // --slot, when set
 	Version     string        `json:"version,omitempty"`
 	Previous    string        `json:"previous,omitempty"`
 	ArtifactURL string        `json:"artifact_url,omitempty"`

@@ -196,7 +196,7 @@ func FuzzSelect(f *testing.F) {
 		rel, v, ok := newest(rels, opt, discardLogger())
 		if !ok {
 			for _, r := range rels {
-				if opt.wants(r, canonicalVersion(r.Tag)) {
+				if v, ok := opt.parseTag(r.Tag); ok && opt.wants(r, v) {
 					t.Fatalf("newest found nothing, but %q qualifies", r.Tag)
 				}
 			}
@@ -205,11 +205,11 @@ func FuzzSelect(f *testing.F) {
 		if !slices.ContainsFunc(rels, func(r release) bool { return r.Tag == rel.Tag }) {
 			t.Fatalf("newest = %q, not among the input tags", rel.Tag)
 		}
-		if v == "" || canonicalVersion(rel.Tag) != v || !opt.wants(rel, v) {
+		if bv, bok := opt.parseTag(rel.Tag); !bok || v == "" || bv.name != v || !opt.wants(rel, bv) {
 			t.Fatalf("newest = %q version %q: not a version the options allow", rel.Tag, v)
 		}
 		for _, r := range rels {
-			if rv := canonicalVersion(r.Tag); opt.wants(r, rv) && semver.Compare(rv, v) > 0 {
+			if rv, rok := opt.parseTag(r.Tag); rok && opt.wants(r, rv) && semver.Compare(rv.name, v) > 0 {
 				t.Fatalf("newest = %q, but %q is newer", rel.Tag, r.Tag)
 			}
 		}

@@ -128,7 +128,7 @@ func newNotifyQueue(urls []string, getenv func(string) string, log *slog.Logger)
 func newNotifier(raw string, getenv func(string) string) (notifier, bool, []string, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme == "" || u.Host == "" && u.Fragment == "" {
-		return nil, false, nil, errors.New("not a URL (want slack://channel, https://… or webhook+http://…)")
+		return nil, false, nil, errors.New("not a URL (want slack://channel, smtp://host:port/recipient, https://… or webhook+http://…)")
 	}
 	switch u.Scheme {
 	case "slack":
@@ -143,10 +143,16 @@ func newNotifier(raw string, getenv func(string) string) (notifier, bool, []stri
 			return nil, false, nil, err
 		}
 		return w, false, webhookSecrets(raw, w.url), nil
+	case "smtp", "mail":
+		m, quiet, err := newMailNotifier(u, getenv)
+		if err != nil {
+			return nil, false, nil, err
+		}
+		return m, quiet, m.secrets(), nil
 	case "http":
 		return nil, false, nil, errors.New("plain http sends events unencrypted; write webhook+http:// to mean it")
 	}
-	return nil, false, nil, fmt.Errorf("unknown scheme %q (want slack, https or webhook+http)", u.Scheme)
+	return nil, false, nil, fmt.Errorf("unknown scheme %q (want slack, smtp, https or webhook+http)", u.Scheme)
 }
 
 // notify queues e for every notifier and returns at once. When a queue is
@@ -704,6 +710,9 @@ func notifyDetails(e deployEvent) string {
 	if e.Duration > 0 {
 		parts = append(parts, "took "+e.Duration.Round(100*time.Millisecond).String())
 	}
+	if e.Slot != "" {
+		parts = append(parts, "slot "+e.Slot)
+	}
 	if e.Command != "" {
 		parts = append(parts, "dewy "+e.Command)
 	}
@@ -749,6 +758,7 @@ type webhookPayload struct {
 	Host     string  `json:"host"`
 	Command  string  `json:"command,omitempty"`
 	User     string  `json:"user,omitempty"`
+	Slot     string  `json:"slot,omitempty"`
 	Version  string  `json:"version"`
 	Previous string  `json:"previous"`
 	Digest   string  `json:"digest"`
@@ -771,6 +781,7 @@ func (w *webhookNotifier) send(ctx context.Context, e deployEvent) error {
 		Host:     e.Host,
 		Command:  e.Command,
 		User:     e.User,
+		Slot:     e.Slot,
 		Version:  e.Version,
 		Previous: e.Previous,
 		Digest:   e.SHA256,

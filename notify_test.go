@@ -155,7 +155,9 @@ func TestSlackPostMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q.notify(testEvent(eventDeployed))
+	e := testEvent(eventDeployed)
+	e.Slot = "green"
+	q.notify(e)
 	closeQueue(t, q)
 
 	reqs := f.requests()
@@ -187,7 +189,7 @@ func TestSlackPostMessage(t *testing.T) {
 		t.Fatalf("attachments = %+v, want one coloured good", body.Attachments)
 	}
 	blocks, _ := json.Marshal(body.Attachments[0].Blocks)
-	for _, want := range []string{`"type":"section"`, `"type":"mrkdwn"`, "*Shop: deployed v1.2.3 on web-1 (from v1.2.2)*", "sha256 0123456789ab", "took 4.2s"} {
+	for _, want := range []string{`"type":"section"`, `"type":"mrkdwn"`, "*Shop: deployed v1.2.3 on web-1 (from v1.2.2)*", "sha256 0123456789ab", "took 4.2s", "slot green"} {
 		if !strings.Contains(string(blocks), want) {
 			t.Errorf("blocks %s lack %q", blocks, want)
 		}
@@ -471,6 +473,7 @@ func TestWebhookPayload(t *testing.T) {
 	q.targets[0].n.(*webhookNotifier).client = f.srv.Client() // trusts the test certificate
 	e := testEvent(eventRolledBack)
 	e.Error = "health check failed"
+	e.Slot = "blue"
 	q.notify(e)
 	closeQueue(t, q)
 
@@ -492,6 +495,7 @@ func TestWebhookPayload(t *testing.T) {
 		"host":             "web-1",
 		"command":          "server",
 		"user":             "dewy",
+		"slot":             "blue",
 		"version":          "v1.2.3",
 		"previous":         "v1.2.2",
 		"digest":           e.SHA256,
@@ -612,11 +616,11 @@ func TestNotifyConstructionErrors(t *testing.T) {
 		want   string
 		secret string
 	}{
-		{"ftp://files.example/deploys/SECRETX", nil, `notifier ftp://files.example/…: unknown scheme "ftp" (want slack, https or webhook+http)`, "SECRETX"},
+		{"ftp://files.example/deploys/SECRETX", nil, `notifier ftp://files.example/…: unknown scheme "ftp" (want slack, smtp, https or webhook+http)`, "SECRETX"},
 		{"slack://deploys", func(string) string { return "" }, "notifier slack://deploys: SLACK_TOKEN is not set", ""},
 		{"slack://deploys?titel=x", slackEnv(""), `notifier slack://deploys: unknown setting "titel" (want title or quiet)`, ""},
 		{"slack://deploys?quiet=maybe", slackEnv(""), `notifier slack://deploys: quiet="maybe": want true or false`, ""},
-		{"slack://", slackEnv(""), "notifier slack://: not a URL (want slack://channel, https://… or webhook+http://…)", ""},
+		{"slack://", slackEnv(""), "notifier slack://: not a URL (want slack://channel, smtp://host:port/recipient, https://… or webhook+http://…)", ""},
 		{"http://hooks.example/h/SECRETY", nil, "notifier http://hooks.example/…: plain http sends events unencrypted; write webhook+http:// to mean it", "SECRETY"},
 		{"https://user:SECRETZ@hooks.example/", nil, "", "SECRETZ"},
 		{"slack://deploys", func(k string) string {

@@ -22,6 +22,13 @@ type suiteRelease struct {
 	Files      map[string][]byte
 }
 
+// suiteCase is one selection and the tag it must pick ("" for none).
+type suiteCase struct {
+	name string
+	opt  selectOptions
+	want string
+}
+
 // suitePublish creates exactly rels in a fresh, empty backend and returns a
 // registry over it and the artifact store that opens its asset URLs.
 type suitePublish func(t *testing.T, rels []suiteRelease) (registry, artifactStore)
@@ -33,6 +40,21 @@ func sha256Hex(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
+// suiteList publishes rels into a fresh backend and returns what it lists,
+// which must be every release.
+func suiteList(ctx context.Context, t *testing.T, publish suitePublish, rels []suiteRelease) ([]release, artifactStore) {
+	t.Helper()
+	reg, store := publish(t, rels)
+	got, err := reg.releases(ctx)
+	if err != nil {
+		t.Fatalf("releases: %v", err)
+	}
+	if len(got) != len(rels) {
+		t.Fatalf("releases returned %d releases, want %d", len(got), len(rels))
+	}
+	return got, store
+}
+
 // runRegistrySuite is the behaviour every registry and artifact store must
 // show. Selection happens in the core; the suite checks that what a backend
 // reports lets the core choose right.
@@ -41,11 +63,13 @@ func runRegistrySuite(t *testing.T, publish suitePublish) {
 	darwin := []byte("darwin arm64 artifact bytes")
 	files := func(tag string) map[string][]byte {
 		l := append([]byte(tag+" "), linux...)
+		// goreleaser leaves build metadata (the slot) out of asset names.
+		v, _, _ := strings.Cut(strings.TrimPrefix(tag, "v"), "+")
 		return map[string][]byte{
-			"app_" + strings.TrimPrefix(tag, "v") + "_linux_amd64.tar.gz":  l,
-			"app_" + strings.TrimPrefix(tag, "v") + "_darwin_arm64.tar.gz": darwin,
+			"app_" + v + "_linux_amd64.tar.gz":  l,
+			"app_" + v + "_darwin_arm64.tar.gz": darwin,
 			"checksums.txt": []byte(fmt.Sprintf("%s  app_%s_linux_amd64.tar.gz\n%s  app_%s_darwin_arm64.tar.gz\n",
-				sha256Hex(l), strings.TrimPrefix(tag, "v"), sha256Hex(darwin), strings.TrimPrefix(tag, "v"))),
+				sha256Hex(l), v, sha256Hex(darwin), v)),
 		}
 	}
 	rels := []suiteRelease{
@@ -58,14 +82,7 @@ func runRegistrySuite(t *testing.T, publish suitePublish) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	reg, store := publish(t, rels)
-	got, err := reg.releases(ctx)
-	if err != nil {
-		t.Fatalf("releases: %v", err)
-	}
-	if len(got) != len(rels) {
-		t.Fatalf("releases returned %d releases, want %d", len(got), len(rels))
-	}
+	got, store := suiteList(ctx, t, publish, rels)
 	byTag := map[string]release{}
 	for _, r := range got {
 		byTag[r.Tag] = r
@@ -172,6 +189,83 @@ func runRegistrySuite(t *testing.T, publish suitePublish) {
 		if !strings.Contains(err.Error(), "missing-") {
 			t.Fatalf("open missing object: error %q does not name the object", err)
 		}
+	})
+
+	// newestOf publishes tags into a fresh backend and checks what each
+	// selection picks from what the backend lists; "" means nothing.
+	newestOf := func(t *testing.T, published []suiteRelease, cases []suiteCase) ([]release, artifactStore) {
+		t.Helper()
+		got, store := suiteList(ctx, t, publish, published)
+		for _, tc := range cases {
+			rel, _, ok := newest(got, tc.opt, discardLogger())
+			if !ok {
+				rel.Tag = ""
+			}
+			if rel.Tag != tc.want {
+				t.Errorf("%s: newest = %q, want %q", tc.name, rel.Tag, tc.want)
+			}
+		}
+		return got, store
+	}
+
+	t.Run("slots", func(t *testing.T) {
+		slotted := []suiteRelease{
+			{Tag: "v1.0.0+blue", Files: files("v1.0.0+blue")},
+			{Tag: "v1.1.0+green", Files: files("v1.1.0+green")},
+			{Tag: "v1.1.0", Files: files("v1.1.0")},
+			{Tag: "v1.2.0-rc.1+blue", Prerelease: true, Files: files("v1.2.0-rc.1+blue")},
+			{Tag: "v2.0.0+green", Files: files("v2.0.0+green")},
+		}
+		got, store := newestOf(t, slotted, []suiteCase{
+			{"no slot", selectOptions{}, "v2.0.0+green"},
+			{"blue", selectOptions{Slot: "blue"}, "v1.0.0+blue"},
+			{"blue with pre-releases", selectOptions{Slot: "blue", PreRelease: true}, "v1.2.0-rc.1+blue"},
+			{"green", selectOptions{Slot: "green"}, "v2.0.0+green"},
+			{"green on track v1", selectOptions{Slot: "green", Track: "v1"}, "v1.1.0+green"},
+			{"a slot nobody publishes", selectOptions{Slot: "red"}, ""},
+		})
+		// A '+' in the tag must survive the backend's paths and URLs.
+		for _, r := range got {
+			if r.Tag != "v1.0.0+blue" {
+				continue
+			}
+			a, err := pickAsset(r, selectOptions{GOOS: "linux", GOARCH: "amd64"})
+			if err != nil {
+				t.Fatalf("pickAsset: %v", err)
+			}
+			u, err := url.Parse(a.URL)
+			if err != nil {
+				t.Fatalf("asset URL %q: %v", a.URL, err)
+			}
+			_, sum, _, err := download(ctx, store, u, t.TempDir(), discardLogger())
+			if want := sha256Hex(files("v1.0.0+blue")[a.Name]); err != nil || sum != want {
+				t.Fatalf("download %s = sha256 %s, %v; want %s", a.URL, sum, err, want)
+			}
+		}
+	})
+
+	t.Run("calver", func(t *testing.T) {
+		f, err := parseCalverFormat("YYYY.0M.0D.MICRO")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dated := []suiteRelease{
+			{Tag: "2024.01.15.0", Files: files("2024.01.15.0")},
+			{Tag: "2024.01.15.1", Files: files("2024.01.15.1")},
+			{Tag: "v2024.02.01.0", Files: files("v2024.02.01.0")},
+			{Tag: "2024.09.30.2+blue", Files: files("2024.09.30.2+blue")},
+			{Tag: "2024.10.01.0-rc.1", Prerelease: true, Files: files("2024.10.01.0-rc.1")},
+			{Tag: "v9.9.9", Files: files("v9.9.9")},
+			{Tag: "2024.1.5.0", Files: files("2024.1.5.0")},
+		}
+		newestOf(t, dated, []suiteCase{
+			{"stable", selectOptions{CalVer: f}, "2024.09.30.2+blue"},
+			{"pre-release", selectOptions{CalVer: f, PreRelease: true}, "2024.10.01.0-rc.1"},
+			{"slot", selectOptions{CalVer: f, Slot: "blue"}, "2024.09.30.2+blue"},
+			{"track of a month", selectOptions{CalVer: f, Track: "v2024.1"}, "2024.01.15.1"},
+			{"track with v prefix in tag", selectOptions{CalVer: f, Track: "v2024.2"}, "v2024.02.01.0"},
+			{"semver without --calver", selectOptions{}, "v9.9.9"},
+		})
 	})
 
 	t.Run("empty registry", func(t *testing.T) {

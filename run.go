@@ -120,6 +120,7 @@ func run(ctx context.Context, cfg *config) error {
 		cacheKind, _, _ = strings.Cut(cfg.Cache, ":")
 	}
 	board := newStatusBoard(cfg.Command, redactRaw(cfg.RegistryRaw), cacheKind, cfg.Server.Ports)
+	board.deploySlot(cfg.Select.Slot)
 	mets := newMetrics(version)
 	if state.Current != "" {
 		board.deployed(state.Current, state.SHA256, state.VerifiedBy, state.DeployedAt)

@@ -5,16 +5,20 @@ import (
 	"log/slog"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"golang.org/x/mod/semver"
 )
 
-// selectOptions are the query options every registry URL accepts.
+// selectOptions decide which release is the newest: the query options every
+// registry URL accepts, and --slot and --calver.
 type selectOptions struct {
-	PreRelease bool   // pre-release=true
-	Artifact   string // artifact=NAME: exact asset name
-	Track      string // track=v1 or track=v1.4, canonical form
+	PreRelease bool          // pre-release=true
+	Artifact   string        // artifact=NAME: exact asset name
+	Track      string        // track=v1 or track=v1.4, canonical form
+	Slot       string        // --slot: only tags whose build metadata is exactly this
+	CalVer     *calverFormat // --calver: tags are calendar versions; nil = semantic versioning
 	GOOS       string
 	GOARCH     string
 }
@@ -47,50 +51,114 @@ func parseTrack(s string) (string, error) {
 	return s, nil
 }
 
-func (o selectOptions) wants(rel release, v string) bool {
-	if v == "" {
-		return false
+// tagVersion is a tag read under the configured scheme. Semantic versions
+// go through x/mod/semver; calendar versions never do.
+type tagVersion struct {
+	name  string // the canonical semver form, or the tag itself for CalVer
+	cal   calver
+	isCal bool
+}
+
+// parseTag reads tag as semantic versioning or, with --calver, as a
+// calendar version of that format; ok is false when it is neither.
+func (o selectOptions) parseTag(tag string) (v tagVersion, ok bool) {
+	if o.CalVer != nil {
+		c, ok := o.CalVer.parse(tag)
+		return tagVersion{name: tag, cal: c, isCal: true}, ok
 	}
-	if !o.PreRelease && (rel.Prerelease || semver.Prerelease(v) != "") {
-		return false
+	s := canonicalVersion(tag)
+	return tagVersion{name: s}, s != ""
+}
+
+func (v tagVersion) prerelease() bool {
+	if v.isCal {
+		return v.cal.pre != ""
 	}
-	switch strings.Count(o.Track, ".") {
-	case 0:
-		if o.Track != "" && semver.Major(v) != o.Track {
+	return semver.Prerelease(v.name) != ""
+}
+
+// build is the build metadata without its "+": the deployment slot.
+func (v tagVersion) build() string {
+	if v.isCal {
+		return v.cal.build
+	}
+	return strings.TrimPrefix(semver.Build(v.name), "+")
+}
+
+func (v tagVersion) compare(w tagVersion) int {
+	if v.isCal {
+		return v.cal.compare(w.cal)
+	}
+	return semver.Compare(v.name, w.name)
+}
+
+// inTrack reports whether v belongs to track: the same major (v1) or
+// major.minor (v1.4) for semantic versions; for calendar versions the same
+// leading segments, compared as numbers (track=2024, track=2024.6).
+func (v tagVersion) inTrack(track string) bool {
+	if track == "" {
+		return true
+	}
+	if v.isCal {
+		parts := strings.Split(strings.TrimPrefix(track, "v"), ".")
+		if len(parts) > len(v.cal.segs) {
 			return false
 		}
-	default:
-		if semver.MajorMinor(v) != o.Track {
-			return false
+		for i, p := range parts {
+			if n, err := strconv.ParseInt(p, 10, 64); err != nil || n != v.cal.segs[i] {
+				return false
+			}
 		}
+		return true
 	}
-	return true
+	if !strings.Contains(track, ".") {
+		return semver.Major(v.name) == track
+	}
+	return semver.MajorMinor(v.name) == track
+}
+
+// wants applies pre-release=, --slot and track= to one release. A slot
+// narrows the candidates before anything else: pre-release=true then admits
+// the slot's pre-releases, and track= picks a line within the slot.
+func (o selectOptions) wants(rel release, v tagVersion) bool {
+	if !o.PreRelease && (rel.Prerelease || v.prerelease()) {
+		return false
+	}
+	if o.Slot != "" && v.build() != o.Slot {
+		return false
+	}
+	return v.inTrack(o.Track)
 }
 
 // newest returns the newest release that the options allow and its
-// canonical version; ok is false when none qualifies. Build metadata does
-// not order releases; among equal versions the greatest tag wins so the
-// choice is the same on every host.
+// version (canonical semver, or the tag under --calver); ok is false when
+// none qualifies. Build metadata does not order releases; among equal
+// versions the greatest tag wins so the choice is the same on every host.
 func newest(rels []release, o selectOptions, log *slog.Logger) (rel release, version string, ok bool) {
+	var best tagVersion
 	for _, r := range rels {
-		v := canonicalVersion(r.Tag)
-		if v == "" {
-			log.Debug("ignoring tag that is not semantic versioning", "tag", r.Tag)
+		v, vok := o.parseTag(r.Tag)
+		if !vok {
+			if o.CalVer != nil {
+				log.Debug("ignoring tag that does not fit --calver "+o.CalVer.String(), "tag", r.Tag)
+			} else {
+				log.Debug("ignoring tag that is not semantic versioning", "tag", r.Tag)
+			}
 			continue
 		}
 		if !o.wants(r, v) {
 			continue
 		}
 		if !ok {
-			rel, version, ok = r, v, true
+			rel, best, ok = r, v, true
 			continue
 		}
-		switch c := semver.Compare(v, version); {
+		switch c := v.compare(best); {
 		case c > 0, c == 0 && r.Tag > rel.Tag:
-			rel, version = r, v
+			rel, best = r, v
 		}
 	}
-	return rel, version, ok
+	return rel, best.name, ok
 }
 
 // isChecksumName reports whether an asset is a checksum list rather than an artifact.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log/slog"
 	"strings"
 	"testing"
 )
@@ -35,6 +36,18 @@ func TestNewest(t *testing.T) {
 		{"build metadata loses to newer", []string{"v1.0.0+zzz", "v1.0.1"}, selectOptions{}, "v1.0.1"},
 		{"empty", nil, selectOptions{}, ""},
 		{"short forms ignored", []string{"v1", "v1.2", "v1.0.0"}, selectOptions{}, "v1.0.0"},
+		{"slot", []string{"v1.0.0+blue", "v1.1.0+green", "v1.2.0"}, selectOptions{Slot: "blue"}, "v1.0.0+blue"},
+		{"slot is exact", []string{"v1.0.0+blue.1", "v1.0.0+Blue"}, selectOptions{Slot: "blue"}, ""},
+		{"slot skips its pre-releases", []string{"v1.0.0+blue", "v1.1.0-rc.1+blue"}, selectOptions{Slot: "blue"}, "v1.0.0+blue"},
+		{"slot with pre-releases", []string{"v1.0.0+blue", "v1.1.0-rc.1+blue", "v1.2.0-rc.1+green"}, selectOptions{Slot: "blue", PreRelease: true}, "v1.1.0-rc.1+blue"},
+		{"slot within a track", []string{"v1.4.0+blue", "v2.0.0+blue", "v1.9.0+green"}, selectOptions{Slot: "blue", Track: "v1"}, "v1.4.0+blue"},
+		{"calver", []string{"2024.01.15.1", "2024.01.15.0", "v1.2.3", "2023.12.31.7"}, selectOptions{CalVer: mustCalver("YYYY.0M.0D.MICRO")}, "2024.01.15.1"},
+		{"calver ignores semver", []string{"v9.9.9"}, selectOptions{CalVer: mustCalver("YYYY.0M.0D.MICRO")}, ""},
+		{"calver pre-release skipped", []string{"2024.01.15.1", "2024.02.01.0-rc.1"}, selectOptions{CalVer: mustCalver("YYYY.0M.0D.MICRO")}, "2024.01.15.1"},
+		{"calver pre-release allowed", []string{"2024.01.15.1", "2024.02.01.0-rc.1"}, selectOptions{CalVer: mustCalver("YYYY.0M.0D.MICRO"), PreRelease: true}, "2024.02.01.0-rc.1"},
+		{"calver slot", []string{"2024.06.0+blue", "2024.07.0+green"}, selectOptions{CalVer: mustCalver("YYYY.0M.MICRO"), Slot: "blue"}, "2024.06.0+blue"},
+		{"calver track", []string{"2024.06.3", "2024.07.0", "2025.01.0"}, selectOptions{CalVer: mustCalver("YYYY.0M.MICRO"), Track: "v2024"}, "2024.07.0"},
+		{"calver track month", []string{"2024.06.3", "2024.07.0"}, selectOptions{CalVer: mustCalver("YYYY.0M.MICRO"), Track: "v2024.6"}, "2024.06.3"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rel, _, ok := newest(rels(tc.tags...), tc.opt, discardLogger())
@@ -51,6 +64,29 @@ func TestNewest(t *testing.T) {
 	r := []release{{Tag: "v1.0.0"}, {Tag: "v1.1.0", Prerelease: true}}
 	if rel, _, _ := newest(r, selectOptions{}, discardLogger()); rel.Tag != "v1.0.0" {
 		t.Fatalf("flagged pre-release chosen: %q", rel.Tag)
+	}
+}
+
+func mustCalver(s string) *calverFormat {
+	f, err := parseCalverFormat(s)
+	if err != nil {
+		panic(err)
+	}
+	return f
+}
+
+// A tag that does not fit --calver is ignored with one debug line naming it.
+func TestNewestLogsIgnoredCalverTag(t *testing.T) {
+	var buf strings.Builder
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	_, _, ok := newest(rels("2024.01.15.0", "v1.2.3"), selectOptions{CalVer: mustCalver("YYYY.0M.0D.MICRO")}, log)
+	if !ok {
+		t.Fatal("newest found nothing, want 2024.01.15.0")
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], "level=DEBUG") || !strings.Contains(lines[0], "tag=v1.2.3") ||
+		!strings.Contains(lines[0], "YYYY.0M.0D.MICRO") {
+		t.Fatalf("log = %q, want one debug line naming tag v1.2.3 and the format", buf.String())
 	}
 }
 

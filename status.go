@@ -15,6 +15,7 @@ type statusJSON struct {
 	DewyVersion string    `json:"dewy_version"`
 	Command     string    `json:"command"` // server or assets
 	Registry    string    `json:"registry"`
+	Slot        string    `json:"slot,omitempty"` // --slot: the only build metadata deployed
 	Cache       string    `json:"cache,omitempty"`
 	Listeners   []string  `json:"listeners,omitempty"`
 
@@ -64,6 +65,16 @@ func newStatusBoard(command, registry, cacheKind string, listeners []string) *st
 		Cache:       cacheKind,
 		Listeners:   slices.Clone(listeners),
 	}}
+}
+
+// deploySlot records the --slot this dewy deploys; "" for none.
+func (b *statusBoard) deploySlot(slot string) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.s.Slot = slot
 }
 
 // pollDone records one registry check; next is when the following one is due.

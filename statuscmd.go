@@ -111,6 +111,9 @@ func printStatus(w io.Writer, s statusJSON, problems []string) error {
 	}
 	row("dewy", "%s %s", s.DewyVersion, s.Command)
 	row("registry", "%s", s.Registry)
+	if s.Slot != "" {
+		row("slot", "%s", s.Slot)
+	}
 	if s.Current == "" {
 		row("current", "none")
 	} else {

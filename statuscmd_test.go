@@ -32,6 +32,7 @@ func TestStatusCmdTable(t *testing.T) {
 	b.pollDone(statusT0.Add(-12*time.Second), nil, statusT0.Add(48*time.Second))
 	b.child(4242, 3, 1)
 	b.lease("host-b slot-0")
+	b.deploySlot("blue")
 	a := startAdmin(t, "127.0.0.1:0", b, nil, adminActions{})
 
 	var out bytes.Buffer
@@ -44,6 +45,7 @@ func TestStatusCmdTable(t *testing.T) {
 	}
 	want := "dewy        " + version + ` server
 registry    ghr://acme/app
+slot        blue
 current     v1.2.0 since 2026-11-25 09:55:00 +0000 (2h05m ago)
 sha256      0123456789ab…
 verified    by GitHub digest

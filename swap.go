@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-
-	"golang.org/x/mod/semver"
 )
 
 // Layout under --root:
@@ -97,25 +95,29 @@ func currentDir(root string) (string, error) {
 
 // pruneReleases keeps the newest keep release directories and never the
 // ones named in protect (current and previous). Unknown entries stay.
-func pruneReleases(root string, keep int, protect ...string) ([]string, error) {
+func pruneReleases(root string, keep int, sel selectOptions, protect ...string) ([]string, error) {
 	dir := filepath.Join(root, releasesDir)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("prune %s: %w", dir, err)
 	}
-	type rel struct{ name, v string }
+	type rel struct {
+		name string
+		v    tagVersion
+	}
 	var rels []rel
 	for _, e := range ents {
 		if !e.IsDir() || strings.Contains(e.Name(), tmpMarker) {
 			continue
 		}
-		tag, _, _ := strings.Cut(e.Name(), "+")
-		if v := canonicalVersion(tag); v != "" {
+		// Ordered as the registry's tags are; directories of another
+		// scheme (from before --calver was set) are left alone.
+		if v, ok := sel.parseTag(tagOfDir(e.Name())); ok {
 			rels = append(rels, rel{e.Name(), v})
 		}
 	}
 	slices.SortFunc(rels, func(a, b rel) int {
-		if c := semver.Compare(b.v, a.v); c != 0 {
+		if c := b.v.compare(a.v); c != 0 {
 			return c
 		}
 		return strings.Compare(b.name, a.name)

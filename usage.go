@@ -16,8 +16,12 @@ Flags for both commands (flags override DEWY_* variables, which override the fil
                               file:///abs/dir, ghr://owner/repo, s3://region/bucket/prefix,
                               gs://bucket/prefix, grpc://host:port
                             options on every registry: pre-release=true, artifact=NAME, track=v1 | v1.4
+  -s, --slot NAME           deployment slot: only tags whose build metadata is NAME (v1.2.3+NAME)
+  --calver FORMAT           tags are calendar versions, e.g. YYYY.0M.0D.MICRO (YYYY YY 0Y MM 0M
+                              WW 0W DD 0D MICRO, dot-separated); other tags are ignored
   --cache URL               where dewy keeps state and artifacts (default file://ROOT/.dewy/cache)
-  --notifier URL            where deploy events go (repeatable)
+  --notifier URL            where deploy events go (repeatable): slack://channel,
+                              smtp://host:port/to@example.com?from=..., https://..., webhook+http://...
   --root DIR                holds releases/ and current (default: the current directory)
   -i, --interval D          poll interval: 30s, 5m or plain seconds (default 30s; up to 10% jitter)
   --keep N                  releases kept on disk (default 5; current and previous always kept)
@@ -52,7 +56,7 @@ Flags for server:
   --proxy[=http|tcp|off]    give each release a private port (PORT, DEWY_UPSTREAM) and forward
                             the listeners to it only once it passed its gate (off: socket handoff)
 
-Environment: GITHUB_TOKEN or GH_TOKEN, GITHUB_API_URL, SLACK_TOKEN, DEWY_GRPC_TOKEN,
+Environment: GITHUB_TOKEN or GH_TOKEN, GITHUB_API_URL, SLACK_TOKEN, MAIL_PASSWORD, DEWY_GRPC_TOKEN,
 AWS_* and GOOGLE_APPLICATION_CREDENTIALS for buckets, DEWY_<SETTING> for any setting above.
 Signals: SIGHUP restarts the application gracefully; SIGUSR1 polls now; SIGTERM/SIGINT stop.
 `

@@ -66,6 +66,19 @@ stamp_ok() {
 	esac
 }
 
+# smtpd_python prints a python3 that can import aiosmtpd: Debian's, which a
+# pyenv or virtualenv earlier on PATH may hide.
+smtpd_python() {
+	local py
+	for py in python3 /usr/bin/python3; do
+		if command -v "$py" >/dev/null && "$py" -c 'import aiosmtpd' 2>/dev/null; then
+			command -v "$py"
+			return 0
+		fi
+	done
+	return 1
+}
+
 # in_scratch runs a go command with the tool's own go.mod, away from ours.
 in_scratch() {
 	local dir=$1
@@ -184,6 +197,8 @@ backends_install() {
 	command -v plackup >/dev/null || pkgs+=(libplack-perl)
 	perl -MPlack::Handler::Starlet -e 1 2>/dev/null || pkgs+=(starlet)
 	command -v gunicorn >/dev/null || pkgs+=(gunicorn)
+	# The SMTP server the mail notifier is tested against.
+	smtpd_python >/dev/null || pkgs+=(python3-aiosmtpd)
 	if ! command -v "$(go env CC)" >/dev/null; then
 		pkgs+=(gcc libc6-dev)
 	fi
@@ -193,6 +208,7 @@ backends_install() {
 	command -v redis-server >/dev/null || die "redis-server is still not on PATH"
 	command -v plackup >/dev/null && command -v gunicorn >/dev/null ||
 		die "plackup or gunicorn is still not on PATH"
+	smtpd_python >/dev/null || die "python3 still cannot import aiosmtpd"
 
 	local name failed=()
 	for name in "${!BUILDS[@]}"; do
@@ -268,6 +284,16 @@ fakegcs_ready() {
 consul_ready() {
 	local r
 	r=$(http_get "$1" /v1/status/leader) && [[ $r == "HTTP/1."[01]" 200 "* && $r =~ \"[^\"]+\"[[:space:]]*$ ]]
+}
+
+# testdata/smtpd/smtpd.py says "ready" once all three listeners are up (the
+# SMTPS one cannot be probed in bash); the plain one must also greet.
+smtpd_ready() {
+	grep -q '^ready' "$DEWY_TEST_TMP/logs/aiosmtpd.log" 2>/dev/null || return 1
+	# shellcheck disable=SC2016 # expanded by the inner shell
+	timeout 3 bash -c '
+exec 3<>"/dev/tcp/127.0.0.1/$0" || exit 1
+IFS= read -r line <&3 && [[ $line == "220"* ]]' "$1" 2>/dev/null
 }
 
 # wait_ready polls check $2 on port $3 for backend $1 for up to 60 seconds.
@@ -375,14 +401,15 @@ backends_start() {
 	trap on_exit EXIT
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
-	mkdir -p "$DEWY_TEST_TMP/logs" "$DEWY_TEST_TMP/s3" "$DEWY_TEST_TMP/consul"
+	mkdir -p "$DEWY_TEST_TMP/logs" "$DEWY_TEST_TMP/s3" "$DEWY_TEST_TMP/consul" "$DEWY_TEST_TMP/mail"
 
 	local redis_port s3_port gcs_port consul_http consul_serf_lan consul_serf_wan consul_server
+	local smtp_plain smtp_starttls smtps
 	read -r redis_port s3_port gcs_port consul_http consul_serf_lan consul_serf_wan consul_server \
-		< <(free_ports 7) || die "no free ports"
-	[[ -n $consul_server ]] || die "no free ports"
+		smtp_plain smtp_starttls smtps < <(free_ports 10) || die "no free ports"
+	[[ -n $smtps ]] || die "no free ports"
 
-	say "--- starting redis-server, versitygw, fake-gcs-server, consul in $DEWY_TEST_TMP"
+	say "--- starting redis-server, versitygw, fake-gcs-server, consul, aiosmtpd in $DEWY_TEST_TMP"
 	# In the foreground of its own background job rather than --daemonize: as
 	# our child it is reaped the moment it stops, so nothing is left behind.
 	start redis-server redis-server --port "$redis_port" --bind 127.0.0.1 --save '' \
@@ -405,10 +432,18 @@ backends_start() {
 		-server-port "$consul_server" -data-dir "$DEWY_TEST_TMP/consul" -log-level warn
 	local consul_pid=$!
 
+	local smtpd_dir
+	smtpd_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/../testdata/smtpd" && pwd)
+	start aiosmtpd "$(smtpd_python)" "$smtpd_dir/smtpd.py" --dir "$DEWY_TEST_TMP/mail" \
+		--plain "$smtp_plain" --starttls "$smtp_starttls" --smtps "$smtps" \
+		--cert "$smtpd_dir/cert.pem" --key "$smtpd_dir/key.pem"
+	local smtpd_pid=$!
+
 	wait_ready redis-server redis_ready "$redis_port" "$redis_pid"
 	wait_ready versitygw versitygw_ready "$s3_port" "$s3_pid"
 	wait_ready fake-gcs-server fakegcs_ready "$gcs_port" "$gcs_pid"
 	wait_ready consul consul_ready "$consul_http" "$consul_pid"
+	wait_ready aiosmtpd smtpd_ready "$smtp_plain" "$smtpd_pid"
 
 	export DEWY_TEST_REDIS_ADDR=127.0.0.1:$redis_port
 	export DEWY_TEST_REDIS_SERVER
@@ -420,9 +455,13 @@ backends_start() {
 	export DEWY_TEST_S3_SECRET_KEY=$s3_secret
 	export DEWY_TEST_S3_REGION=us-east-1
 	export DEWY_TEST_GCS_ENDPOINT=http://127.0.0.1:$gcs_port
+	export DEWY_TEST_SMTP_ADDR=127.0.0.1:$smtp_plain
+	export DEWY_TEST_SMTP_STARTTLS_ADDR=127.0.0.1:$smtp_starttls
+	export DEWY_TEST_SMTPS_ADDR=127.0.0.1:$smtps
+	export DEWY_TEST_SMTP_DIR=$DEWY_TEST_TMP/mail
 	export DEWY_TEST_REQUIRE_BACKENDS=1
 	say "--- backends ready: redis $DEWY_TEST_REDIS_ADDR, s3 $DEWY_TEST_S3_ENDPOINT," \
-		"gcs $DEWY_TEST_GCS_ENDPOINT, consul $DEWY_TEST_CONSUL_ADDR (${SECONDS}s)"
+		"gcs $DEWY_TEST_GCS_ENDPOINT, consul $DEWY_TEST_CONSUL_ADDR, smtp $DEWY_TEST_SMTP_ADDR (${SECONDS}s)"
 }
 
 # backend_skips prints "name: message" for each test in go test -v log $1 that
