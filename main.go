@@ -10,9 +10,6 @@ import (
 	"os"
 )
 
-// version is set at build time with -ldflags "-X main.version=v1.2.3".
-var version = "dev"
-
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "__exec" {
 		// The child-side shim of `dewy server`: becomes the application.

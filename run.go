@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"os/user"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,7 +22,7 @@ import (
 func run(ctx context.Context, cfg *config) error {
 	switch cfg.Command {
 	case "version":
-		fmt.Println("dewy", version)
+		fmt.Println(versionLine(debug.ReadBuildInfo))
 		return nil
 	case "status":
 		healthy, err := statusCommand(ctx, cfg.Admin, cfg.JSON, os.Stdout)
