@@ -13,6 +13,11 @@ const (
 	eventFailed     = "failed"      // the deploy failed before anything was swapped
 	eventRestarted  = "restarted"   // the application was restarted by signal or request
 	eventStopped    = "stopped"     // dewy stopped
+	eventRollback   = "rollback"    // an operator rolled back
+	eventPinned     = "pinned"      // an operator pinned a release: deployed it and paused
+	eventPaused     = "paused"      // an operator paused deploys (Error holds the reason)
+	eventResumed    = "resumed"     // an operator resumed deploys
+	eventHeldBack   = "held_back"   // a deploy that had started was stopped by a pause or quarantine before it touched the live service
 )
 
 // Deploy outcomes, as in deployEvent.Outcome and the metrics' outcome label.
@@ -39,6 +44,8 @@ type deployEvent struct {
 	Outcome     string        `json:"outcome,omitempty"` // ok, failed, rolled_back
 	Error       string        `json:"error,omitempty"`
 	Hooks       []hookResult  `json:"hooks,omitempty"`
+	By          string        `json:"by,omitempty"`    // who asked, for operator actions: uid on the unix socket, else the address
+	Fleet       bool          `json:"fleet,omitempty"` // the action applies to every host sharing the cache
 }
 
 // hookResult is what one hook run did; Output is truncated.
