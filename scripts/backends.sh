@@ -177,6 +177,8 @@ backends_install() {
 	# protoc and the well-known .proto files, to check the generated gRPC code.
 	command -v protoc >/dev/null || pkgs+=(protobuf-compiler)
 	[[ -f /usr/include/google/protobuf/empty.proto ]] || pkgs+=(libprotobuf-dev)
+	# A real browser for the admin status page test.
+	command -v chromium >/dev/null || pkgs+=(chromium)
 	if ! command -v "$(go env CC)" >/dev/null; then
 		pkgs+=(gcc libc6-dev)
 	fi
