@@ -133,3 +133,29 @@ func TestE2EControlServer(t *testing.T) {
 		t.Errorf("operator actions in the audit log: %q, want %q", strings.Join(seen, ","), want)
 	}
 }
+
+// `assets --once` honours a pause from the state file, says so and exits 0.
+func TestE2EControlOncePaused(t *testing.T) {
+	reg, root := t.TempDir(), t.TempDir()
+	publishDir(t, reg, []suiteRelease{{Tag: "v1.0.0", Files: siteRelease(t, "v1.0.0")}})
+	args := []string{"assets", "--once", "--registry", "file://" + reg, "--root", root}
+	if r := runDewy(t, nil, args...); r.status != 0 {
+		t.Fatalf("first --once: exit %d:\n%s", r.status, r.out)
+	}
+	s, err := loadState(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Paused = &pauseInfo{Reason: "freeze", By: "uid 0"}
+	if err := s.save(root); err != nil {
+		t.Fatal(err)
+	}
+	publishDir(t, reg, []suiteRelease{{Tag: "v1.1.0", Files: siteRelease(t, "v1.1.0")}})
+	r := runDewy(t, nil, args...)
+	if r.status != 0 || !strings.Contains(r.out, "not deploying: deploys paused by uid 0: freeze") {
+		t.Fatalf("--once while paused: exit %d, want 0 and the pause named:\n%s", r.status, r.out)
+	}
+	if got := readCurrent(t, root, "index.html"); got != "site v1.0.0" {
+		t.Fatalf("--once while paused: current serves %q, want v1.0.0", got)
+	}
+}
