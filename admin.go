@@ -22,6 +22,10 @@ const defaultAdminAddr = "127.0.0.1:17539"
 type adminActions struct {
 	deploy  func()                          // poll the registry now; must not block
 	restart func(ctx context.Context) error // restart the application gracefully; returns once it serves again
+	// control carries out an operator request (control.go) and says what it did.
+	control func(ctx context.Context, req controlRequest) (string, error)
+	fleet   func(ctx context.Context) (fleetJSON, error) // nil without a shared cache
+	history func() ([]deployEvent, error)                // the audit log, for the page's timeline
 }
 
 // adminServer is the --admin HTTP endpoint: status, metrics and two actions.
@@ -61,6 +65,7 @@ func newAdminServer(addr string, public bool, b *statusBoard, m *metrics, act ad
 	if act.restart != nil {
 		mux.Handle("POST /restart", cop.Handler(http.HandlerFunc(a.restart)))
 	}
+	a.routeControls(mux, cop)
 	var h http.Handler = mux
 	if _, isTCP := ln.(*net.TCPListener); isTCP && !public {
 		h = loopbackHostOnly(mux)
@@ -68,6 +73,7 @@ func newAdminServer(addr string, public bool, b *statusBoard, m *metrics, act ad
 	a.srv = &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
+		ConnContext:       withPeer,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	return a, nil

@@ -65,6 +65,10 @@ type cache interface {
 	refresh(ctx context.Context, key string, val []byte, ttl time.Duration) (bool, error)
 	// release deletes key if it still holds val.
 	release(ctx context.Context, key string, val []byte) error
+	// list returns every live key that starts with prefix, in any order.
+	// Used for what the fleet shares per host and per release (host
+	// status, quarantined releases), never for artifacts.
+	list(ctx context.Context, prefix string) ([]string, error)
 }
 
 var errTooLarge = errors.New("value too large for the cache")
@@ -96,6 +100,7 @@ type cacheSetup struct {
 	artifactMax int64         // artifacts up to this size are shared through c
 	slotRetry   time.Duration // base wait between slot attempts
 	answerWait  time.Duration // how long a host waits for another's registry answer
+	bake        time.Duration // a host keeps its slot this long after a good deploy (control.go)
 
 	log    *slog.Logger
 	closer io.Closer
@@ -107,7 +112,7 @@ type cacheSetup struct {
 
 // newCache is the one place a cache backend is chosen. raw "" means the
 // default, file://<root>/.dewy/cache. Options common to every backend:
-// registry-ttl, max-parallel, lease-ttl, timeout, artifact-max.
+// registry-ttl, max-parallel, lease-ttl, timeout, artifact-max, bake.
 func newCache(ctx context.Context, raw, root string, getenv func(string) string, log *slog.Logger) (*cacheSetup, error) {
 	localDir := filepath.Join(root, dewyDir, "cache")
 	if raw == "" {
@@ -211,6 +216,9 @@ func (cs *cacheSetup) takeOptions(q url.Values) error {
 	if err := dur("timeout", &cs.timeout); err != nil {
 		return err
 	}
+	if err := dur("bake", &cs.bake); err != nil {
+		return err
+	}
 	if cs.leaseTTL < 100*time.Millisecond || cs.timeout <= 0 {
 		return fmt.Errorf("option lease-ttl or timeout: too short")
 	}
@@ -229,6 +237,9 @@ func (cs *cacheSetup) takeOptions(q url.Values) error {
 		}
 		cs.artifactMax = n
 		q.Del("artifact-max")
+	}
+	if cs.bake > 0 && cs.maxParallel == 0 {
+		return fmt.Errorf("option bake needs max-parallel: bake time paces a rolling deploy")
 	}
 	return nil
 }

@@ -176,3 +176,15 @@ func (c *consulCache) release(ctx context.Context, key string, val []byte) error
 	}
 	return nil
 }
+
+func (c *consulCache) list(ctx context.Context, prefix string) ([]string, error) {
+	full, _, err := c.kv.Keys(c.key(prefix), "", qo(ctx))
+	if err != nil {
+		return nil, consulErr("list", prefix, err)
+	}
+	keys := make([]string, 0, len(full))
+	for _, k := range full {
+		keys = append(keys, strings.TrimPrefix(k, c.prefix+"/"))
+	}
+	return keys, nil
+}

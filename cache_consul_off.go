@@ -28,3 +28,5 @@ func (*consulCache) setNX(context.Context, string, []byte, time.Duration) (bool,
 func (*consulCache) refresh(context.Context, string, []byte, time.Duration) (bool, error) {
 	return false, nil
 }
+
+func (*consulCache) list(context.Context, string) ([]string, error) { return nil, nil }

@@ -216,3 +216,29 @@ func (c *fileCache) locked(ctx context.Context, key string, f func(path string) 
 	defer os.Remove(lock)
 	return f(p)
 }
+
+// list reads the key names back from the file names. A key too long for a
+// file name is stored under its hash and cannot be listed; the keys the
+// fleet lists are short.
+func (c *fileCache) list(ctx context.Context, prefix string) ([]string, error) {
+	dir := filepath.Join(c.dir, "kv")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("cache list %s: %w", prefix, err)
+	}
+	var keys []string
+	for _, e := range ents {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") || strings.HasPrefix(name, "h-") && len(name) == 66 {
+			continue // lock and temp files begin with '.', which escapeName never leaves leading
+		}
+		k, err := unescapeName(name)
+		if err != nil || !strings.HasPrefix(k, prefix) {
+			continue
+		}
+		if _, err := c.read(filepath.Join(dir, name)); err == nil {
+			keys = append(keys, k)
+		}
+	}
+	return keys, nil
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 )
@@ -93,4 +94,16 @@ func (c *memoryCache) release(ctx context.Context, key string, val []byte) error
 		delete(c.itemsLocked, key)
 	}
 	return nil
+}
+
+func (c *memoryCache) list(ctx context.Context, prefix string) ([]string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var keys []string
+	for k := range c.itemsLocked {
+		if _, ok := c.liveLocked(k); ok && strings.HasPrefix(k, prefix) {
+			keys = append(keys, k)
+		}
+	}
+	return keys, nil
 }

@@ -133,3 +133,29 @@ func (c *redisCache) release(ctx context.Context, key string, val []byte) error 
 	}
 	return nil
 }
+
+func (c *redisCache) list(ctx context.Context, prefix string) ([]string, error) {
+	// SCAN, not KEYS: KEYS blocks the server for the whole keyspace.
+	var keys []string
+	full := c.key(prefix)
+	it := c.rdb.Scan(ctx, 0, redisGlobEscape(full)+"*", 200).Iterator()
+	for it.Next(ctx) {
+		keys = append(keys, strings.TrimPrefix(it.Val(), c.key("")))
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("cache list %s: %w", prefix, err)
+	}
+	return keys, nil
+}
+
+// redisGlobEscape quotes the characters MATCH treats as a pattern.
+func redisGlobEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\^-`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}

@@ -29,3 +29,4 @@ func (*redisCache) setNX(context.Context, string, []byte, time.Duration) (bool, 
 func (*redisCache) refresh(context.Context, string, []byte, time.Duration) (bool, error) {
 	return false, nil
 }
+func (*redisCache) list(context.Context, string) ([]string, error) { return nil, nil }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -202,6 +203,38 @@ func runCacheSuite(t *testing.T, newFn func(t *testing.T) cache, o cacheSuiteOpt
 			if got, err := c.get(ctx, "big"); err != nil || !bytes.Equal(got, big) {
 				t.Errorf("get %d bytes: got %d bytes, %v", len(big), len(got), err)
 			}
+		}
+	})
+
+	t.Run("List", func(t *testing.T) {
+		c := newFn(t)
+		want := []string{"app/quarantine/v1.0.0", "app/quarantine/v2 beta+x", "app/quarantine/wé?b"}
+		for _, k := range append(slices.Clone(want), "app/quarantined-not", "app/other/v1", "other/quarantine/v1") {
+			if err := c.put(ctx, k, []byte("x")); err != nil {
+				t.Fatalf("put %q: %v", k, err)
+			}
+		}
+		if ok, err := c.setNX(ctx, "app/quarantine/leased", []byte("x"), time.Minute); err != nil || !ok {
+			t.Fatalf("setNX = %v, %v; want true", ok, err)
+		}
+		want = append(want, "app/quarantine/leased") // sorts first
+		got, err := c.list(ctx, "app/quarantine/")
+		slices.Sort(got)
+		slices.Sort(want)
+		if err != nil || !slices.Equal(got, want) {
+			t.Fatalf("list = %q, %v; want %q", got, err, want)
+		}
+		if err := c.delete(ctx, "app/quarantine/v1.0.0"); err != nil {
+			t.Fatal(err)
+		}
+		c.release(ctx, "app/quarantine/leased", []byte("x"))
+		got, err = c.list(ctx, "app/quarantine/")
+		slices.Sort(got)
+		if want := want[2:]; err != nil || !slices.Equal(got, want) {
+			t.Fatalf("list after delete and release = %q, %v; want %q", got, err, want)
+		}
+		if got, err := c.list(ctx, "nothing/"); err != nil || len(got) != 0 {
+			t.Fatalf("list of an empty prefix = %q, %v; want none", got, err)
 		}
 	})
 

@@ -45,8 +45,9 @@ type config struct {
 	AuditLog    string
 	Admin       string // admin HTTP endpoint; "" = off
 	AdminPublic bool
-	JSON        bool // dewy status --json
-	History     int  // dewy history: rows to print
+	JSON        bool           // dewy status --json
+	Control     controlRequest // dewy rollback, pause, resume, pin; status --fleet
+	History     int            // dewy history: rows to print
 
 	Once            bool
 	AllowUnverified bool
@@ -370,13 +371,15 @@ func parseArgs(args []string, getenv func(string) string) (*config, error) {
 			return parseHistoryArgs(args, getenv)
 		case "status":
 			return parseStatusArgs(args, getenv)
+		case "rollback", "pause", "resume", "pin":
+			return parseControlArgs(command, args, getenv)
 		case "version":
 			if len(args) > 0 {
 				return nil, usagef("`dewy version` takes no arguments, got %q", args[0])
 			}
 			return &config{Command: "version"}, nil
 		default:
-			return nil, usagef("unknown command %q (want server, assets, history, status, version or help)", command)
+			return nil, usagef("unknown command %q (want server, assets, history, status, rollback, pause, resume, pin, version or help)", command)
 		}
 	}
 	var appArgs []string
@@ -754,13 +757,14 @@ func parseHistoryArgs(args []string, getenv func(string) string) (*config, error
 	return c, nil
 }
 
-// parseStatusArgs reads `dewy status [--admin ADDR] [--json]`.
+// parseStatusArgs reads `dewy status [--admin ADDR] [--json] [--fleet]`.
 func parseStatusArgs(args []string, getenv func(string) string) (*config, error) {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	c := &config{Command: "status"}
 	fs.StringVar(&c.Admin, "admin", getenv("DEWY_ADMIN"), "")
 	fs.BoolVar(&c.JSON, "json", false, "")
+	fs.BoolVar(&c.Control.Fleet, "fleet", false, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, errHelp

@@ -49,6 +49,8 @@ type deployer struct {
 	board      *statusBoard
 	metrics    *metrics
 	onUpToDate func() // called after each check that finds the newest release live
+
+	controlState
 }
 
 // event fills in what every event of this deployer shares.
@@ -80,6 +82,9 @@ const (
 // check asks the registry once and deploys its newest release if needed.
 // upToDate reports whether the newest release is the live one afterwards.
 func (d *deployer) check(ctx context.Context) (upToDate bool, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	defer d.reportHost(ctx)
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	rels, err := d.reg.releases(rctx)
 	cancel()
@@ -95,6 +100,9 @@ func (d *deployer) check(ctx context.Context) (upToDate bool, err error) {
 			d.onUpToDate()
 		}
 		return true, nil
+	}
+	if d.holdBack(ctx, rel.Tag) {
+		return false, nil
 	}
 	a, err := pickAsset(rel, d.cfg.Select)
 	if err != nil {
@@ -115,6 +123,7 @@ func (d *deployer) check(ctx context.Context) (upToDate bool, err error) {
 		return false, nil
 	}
 	if err := d.deploy(ctx, rel, v, a); err != nil {
+		d.deployFailed(ctx, rel.Tag, err)
 		return false, err
 	}
 	if d.onUpToDate != nil {
@@ -146,6 +155,12 @@ func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (
 			ev.Kind, ev.Outcome, ev.Hooks = eventDeployed, "ok", hooks
 			d.send(ev)
 			d.reportToRegistry(rel, ev)
+			return
+		}
+		if errors.Is(err, errHeldBack) {
+			log.Info("deploy held back", "why", err)
+			ev.Kind, ev.Outcome, ev.Error = eventHeldBack, "held_back", err.Error()
+			d.send(ev)
 			return
 		}
 		d.recordFailure(rel, a, err)

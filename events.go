@@ -15,6 +15,11 @@ const (
 	eventStopped    = "stopped"     // dewy stopped
 	eventDown       = "down"        // nothing serves: no release is running, and the sockets refuse connections
 	eventUp         = "up"          // a release serves again after eventDown
+	eventRollback   = "rollback"    // an operator rolled back
+	eventPinned     = "pinned"      // an operator pinned a release: deployed it and paused
+	eventPaused     = "paused"      // an operator paused deploys (Error holds the reason)
+	eventResumed    = "resumed"     // an operator resumed deploys
+	eventHeldBack   = "held_back"   // a deploy that had started was stopped by a pause or quarantine before it touched the live service
 )
 
 // Deploy outcomes, as in deployEvent.Outcome and the metrics' outcome label.
@@ -43,6 +48,8 @@ type deployEvent struct {
 	Outcome     string        `json:"outcome,omitempty"` // ok, failed, rolled_back
 	Error       string        `json:"error,omitempty"`
 	Hooks       []hookResult  `json:"hooks,omitempty"`
+	By          string        `json:"by,omitempty"`    // who asked, for operator actions: uid on the unix socket, else the address
+	Fleet       bool          `json:"fleet,omitempty"` // the action applies to every host sharing the cache
 }
 
 // hookResult is what one hook run did; Output is truncated.

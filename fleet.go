@@ -227,14 +227,7 @@ func (cs *cacheSetup) holdLease(key string, token []byte, log *slog.Logger) (rel
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(cs.leaseTTL / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
+		everyTick(ctx, cs.leaseTTL/3, func() bool {
 			var held bool
 			err := cs.call(ctx, "renew slot", "the deploy goes on; the slot may expire", func(ctx context.Context) (err error) {
 				held, err = cs.c.refresh(ctx, key, token, cs.leaseTTL)
@@ -242,9 +235,10 @@ func (cs *cacheSetup) holdLease(key string, token []byte, log *slog.Logger) (rel
 			})
 			if err == nil && !held {
 				log.Warn("deploy slot lost before the deploy ended; another host may deploy alongside", "slot", key)
-				return
+				return false
 			}
-		}
+			return true
+		})
 	}()
 	var once sync.Once
 	return func() {

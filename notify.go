@@ -694,6 +694,20 @@ func notifyHeadline(app string, e deployEvent) string {
 		return fmt.Sprintf("%s: nothing serves on %s; connections are refused", app, host)
 	case eventUp:
 		return fmt.Sprintf("%s: %s serves again on %s", app, orNone(e.Version), host)
+	case eventRollback, eventPinned:
+		verb := map[string]string{eventRollback: "rolled back", eventPinned: "pinned"}[e.Kind]
+		if e.Outcome == outcomeFailed {
+			return fmt.Sprintf("%s: %s to %s on %s by %s failed; %s keeps serving", app, verb, orNone(e.Version), host, orNone(e.By), orNone(e.Previous))
+		}
+		return fmt.Sprintf("%s: %s to %s on %s by %s (from %s)", app, verb, orNone(e.Version), host, orNone(e.By), orNone(e.Previous))
+	case eventPaused, eventResumed:
+		where := "on " + host
+		if e.Fleet {
+			where = "on every host (from " + host + ")"
+		}
+		return fmt.Sprintf("%s: deploys %s %s by %s", app, e.Kind, where, orNone(e.By))
+	case eventHeldBack:
+		return fmt.Sprintf("%s: deploy of %s held back on %s", app, orNone(e.Version), host)
 	}
 	return fmt.Sprintf("%s: %s on %s", app, e.Kind, host)
 }

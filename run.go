@@ -24,7 +24,12 @@ func run(ctx context.Context, cfg *config) error {
 	case "version":
 		fmt.Println(versionLine(debug.ReadBuildInfo))
 		return nil
+	case "rollback", "pause", "resume", "pin":
+		return controlCommand(ctx, cfg.Admin, cfg.Control, os.Stdout)
 	case "status":
+		if cfg.Control.Fleet {
+			return fleetStatusCommand(ctx, cfg.Admin, cfg.JSON, os.Stdout)
+		}
 		healthy, err := statusCommand(ctx, cfg.Admin, cfg.JSON, os.Stdout)
 		if err != nil {
 			return err
@@ -135,14 +140,8 @@ func run(ctx context.Context, cfg *config) error {
 	}
 	d := &deployer{cfg: cfg, log: log, reg: reg, state: state, storeFor: stores.storeFor, now: timeNow, act: noActivation{},
 		emit: emit, app: appName(cfg.Registry), user: currentUser(), cache: cs, fleet: fleet, board: board, metrics: mets}
-	d.slot = func(ctx context.Context) (func(), error) {
-		free, err := cs.acquireSlot(ctx, fleet, cfg.HostID)
-		if err == nil && cs.maxParallel > 0 {
-			board.lease(cfg.HostID)
-			return func() { free(); board.lease("") }, nil
-		}
-		return free, err
-	}
+	d.slot, d.ctlPoke = d.rolloutSlot, make(chan struct{}, 1)
+	d.showControl()
 	// Tells systemd (Type=notify) once that the service is up.
 	var readyOnce sync.Once
 	ready := func() {
@@ -167,6 +166,10 @@ func run(ctx context.Context, cfg *config) error {
 			return err
 		}
 		ready()
+		if !upToDate && d.holdWhy != "" {
+			log.Info("not deploying: "+d.holdWhy, "version", state.Current)
+			return nil
+		}
 		if !upToDate {
 			return errors.New("newest release is not deployed: it failed before and is waiting for its retry time, or its checksum file has not arrived yet (see the log)")
 		}
@@ -252,7 +255,10 @@ func run(ctx context.Context, cfg *config) error {
 	}
 	var wg sync.WaitGroup
 	if cfg.Admin != "" {
-		act := adminActions{deploy: pollNow}
+		act := adminActions{deploy: pollNow, control: d.control, history: func() ([]deployEvent, error) { return readAudit(cfg.AuditLog) }}
+		if cs.remote {
+			act.fleet = func(ctx context.Context) (fleetJSON, error) { return cs.fleet(ctx, fleet) }
+		}
 		if sup != nil {
 			act.restart = restart
 		}

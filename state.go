@@ -26,6 +26,11 @@ type deployState struct {
 	Previous    string                   `json:"previous,omitempty"`     // tag before current
 	PreviousDir string                   `json:"previous_dir,omitempty"` //
 	Failed      map[string]failedRelease `json:"failed,omitempty"`       // by tag
+	// Paused holds every deploy until the operator resumes (control.go).
+	Paused *pauseInfo `json:"paused,omitempty"`
+	// Held are releases an operator rolled back from: not deployed again
+	// until the registry's newest release is another one, or a resume.
+	Held []string `json:"held,omitempty"`
 }
 
 // failedRelease is why a release is not tried again yet.

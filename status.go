@@ -40,6 +40,11 @@ type statusJSON struct {
 	// Down says nothing serves and the sockets refuse connections, and why.
 	Down      string    `json:"down,omitempty"`
 	DownSince time.Time `json:"down_since,omitzero"`
+
+	Paused     *pauseInfo `json:"paused,omitempty"`      // deploys held on this host
+	Held       []string   `json:"held,omitempty"`        // releases rolled back from
+	Pending    string     `json:"pending,omitempty"`     // the newest release, when it is not live: what would deploy
+	PendingWhy string     `json:"pending_why,omitempty"` // why it is not deployed yet
 }
 
 // failedStatus is one release that failed to deploy.
@@ -103,6 +108,9 @@ func (b *statusBoard) deployed(version, sha256, verifiedBy string, at time.Time)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.s.Current, b.s.SHA256, b.s.VerifiedBy, b.s.CurrentSince = version, sha256, verifiedBy, at
+	if b.s.Pending == version {
+		b.s.Pending, b.s.PendingWhy = "", ""
+	}
 	b.s.Failed = slices.DeleteFunc(b.s.Failed, func(f failedStatus) bool { return f.Version == version })
 }
 
@@ -158,6 +166,27 @@ func (b *statusBoard) lease(holder string) {
 	b.s.LeaseHolder = holder
 }
 
+// control records this host's pause and held releases.
+func (b *statusBoard) control(p *pauseInfo, held []string) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.s.Paused, b.s.Held = p, slices.Clone(held)
+}
+
+// pending records that version is the newest release and, with why, what
+// keeps it from being deployed.
+func (b *statusBoard) pending(version, why string) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.s.Pending, b.s.PendingWhy = version, why
+}
+
 // snapshot returns a copy that later reports do not change.
 func (b *statusBoard) snapshot() statusJSON {
 	b.mu.Lock()
@@ -166,6 +195,7 @@ func (b *statusBoard) snapshot() statusJSON {
 	s.Time = b.now()
 	s.Listeners = slices.Clone(b.s.Listeners)
 	s.Failed = slices.Clone(b.s.Failed)
+	s.Held = slices.Clone(b.s.Held)
 	return s
 }
 

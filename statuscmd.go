@@ -146,6 +146,18 @@ func printStatus(w io.Writer, s statusJSON, problems []string) error {
 	for _, f := range s.Failed {
 		row("failed", "%s: %s", f.Version, f.Reason)
 	}
+	if s.Paused != nil {
+		row("deploys", "%s (since %s)", s.Paused, stamp(s.Paused.At, s.Time))
+	}
+	if len(s.Held) > 0 {
+		row("held", "%s (rolled back from; dewy resume releases)", strings.Join(s.Held, ", "))
+	}
+	switch {
+	case s.Pending != "" && s.PendingWhy != "":
+		row("next", "%s, held back: %s", s.Pending, s.PendingWhy)
+	case s.Pending != "":
+		row("next", "%s", s.Pending)
+	}
 	if s.Command == "server" {
 		if s.ChildPID == 0 {
 			row("child", "not running (%s)", plural(s.Restarts, "restart"))

@@ -8,6 +8,11 @@ Usage:
   dewy -c dewy.toml [flags]                  take everything, the command included, from a file
   dewy history [--root DIR] [-n 20]          print the audit log, newest first
   dewy status [--admin ADDR] [--json]        status of a running dewy (exit 0 healthy, 1 not)
+  dewy status --fleet [--admin ADDR]         every host sharing the cache: release, health, last deploy
+  dewy rollback [--to TAG] [--admin ADDR]    go back to the previous release (or TAG) and hold there
+  dewy pause [--reason TEXT] [--fleet]       hold deploys on this host (or every host); polling goes on
+  dewy resume [--fleet]                      deploy again; --fleet also lifts quarantined releases
+  dewy pin TAG [--reason TEXT]               deploy TAG, back or forward, and pause there
   dewy version                               print the version
   dewy help                                  print this text
 
@@ -39,7 +44,8 @@ Flags for both commands (flags override DEWY_* variables, which override the fil
   --max-unpack-size SIZE    largest unpacked release (default 4GiB)
   --max-unpack-entries N    most files in one release (default 100000)
   --audit-log FILE          audit log (default ROOT/audit.jsonl)
-  --admin ADDR              admin endpoint: /status, /metrics, POST /deploy, POST /restart (off)
+  --admin ADDR              admin endpoint: status page at /, /status, /fleet, /metrics, POST /deploy,
+                            /restart, /rollback, /pause, /resume, /pin (off)
   --admin-public            allow --admin on a non-loopback address
   -c, --config FILE         TOML settings (see dewy.toml.example)
 

@@ -199,6 +199,8 @@ backends_install() {
 	command -v gunicorn >/dev/null || pkgs+=(gunicorn)
 	# The SMTP server the mail notifier is tested against.
 	smtpd_python >/dev/null || pkgs+=(python3-aiosmtpd)
+	# A real browser for the admin status page test.
+	command -v chromium >/dev/null || pkgs+=(chromium)
 	if ! command -v "$(go env CC)" >/dev/null; then
 		pkgs+=(gcc libc6-dev)
 	fi
