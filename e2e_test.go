@@ -96,6 +96,20 @@ func runDewy(t *testing.T, env []string, args ...string) dewyRun {
 	return dewyRun{string(out), status}
 }
 
+// startDewy starts a long-running dewy whose output the test can wait on;
+// it is killed when the test ends.
+func startDewy(t *testing.T, args ...string) (*exec.Cmd, *syncBuffer) {
+	t.Helper()
+	cmd := exec.Command(dewyBinary(t), args...)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd, out
+}
+
 func readCurrent(t *testing.T, root, file string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(root, "current", file))
@@ -193,21 +207,15 @@ func TestE2EAssetsBareExecutable(t *testing.T) {
 func TestE2EAssetsLongRunning(t *testing.T) {
 	reg, root := t.TempDir(), t.TempDir()
 	publishDir(t, reg, []suiteRelease{{Tag: "v1.0.0", Files: siteRelease(t, "v1.0.0")}})
-	cmd := exec.Command(dewyBinary(t), "assets", "--registry", "file://"+reg, "--root", root, "-i", "1h", "-l", "debug")
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	waitFor(t, &out, "deployed v1.0.0")
+	cmd, out := startDewy(t, "assets", "--registry", "file://"+reg, "--root", root, "-i", "1h", "-l", "debug")
+	waitFor(t, out, "deployed v1.0.0")
 	if got := readCurrent(t, root, "index.html"); got != "site v1.0.0" {
 		t.Fatalf("current = %q", got)
 	}
 	// SIGUSR1 polls now instead of waiting the hour.
 	publishDir(t, reg, []suiteRelease{{Tag: "v1.1.0", Files: siteRelease(t, "v1.1.0")}})
 	cmd.Process.Signal(syscall.SIGUSR1)
-	waitFor(t, &out, "deployed v1.1.0")
+	waitFor(t, out, "deployed v1.1.0")
 	if got := readCurrent(t, root, "index.html"); got != "site v1.1.0" {
 		t.Fatalf("current = %q", got)
 	}

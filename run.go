@@ -157,12 +157,12 @@ func run(ctx context.Context, cfg *config) error {
 				stop()
 			}
 		}()
-		upToDate, err := d.check(ctx)
+		res, err := d.checkOnce(ctx)
 		if err != nil {
 			return err
 		}
 		ready()
-		if !upToDate {
+		if !res.UpToDate {
 			return errors.New("newest release is not deployed: it failed before and is waiting for its retry time (see the log at debug level)")
 		}
 		log.Info("up to date", "version", state.Current)
