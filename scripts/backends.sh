@@ -183,6 +183,7 @@ backends_install() {
 	# The copy tools people publish file:// releases with.
 	command -v rsync >/dev/null || pkgs+=(rsync)
 	command -v scp >/dev/null || pkgs+=(openssh-client)
+	command -v curl >/dev/null || pkgs+=(curl) # scripts/demo, hooks in the e2e tests
 	if ((${#pkgs[@]})); then
 		apt_install "${pkgs[@]}"
 	fi
