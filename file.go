@@ -95,6 +95,9 @@ func (r *fileRegistry) releases(ctx context.Context) ([]release, error) {
 		}
 		tagDir := filepath.Join(r.dir, e.Name())
 		rel, scan, err := scanRelease(tagDir)
+		if errors.Is(err, errNotFound) {
+			continue // moved or removed since the listing
+		}
 		if err != nil {
 			return nil, err
 		}

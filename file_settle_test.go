@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/url"
 	"os"
@@ -395,5 +396,18 @@ func TestPollLoopLooksAgainWhenSettled(t *testing.T) {
 		}
 	case <-time.After(60 * time.Second):
 		t.Fatal("not deployed a minute after the copy; the poll loop waits its interval")
+	}
+}
+
+func TestFileRegistrySkipsVanishedRelease(t *testing.T) {
+	reg := t.TempDir()
+	publishDir(t, reg, []suiteRelease{{Tag: "v1.0.0", Files: map[string][]byte{"site.tar.gz": []byte("x")}}})
+	rel, scan, err := scanRelease(filepath.Join(reg, "v2.0.0"))
+	if !errors.Is(err, errNotFound) || len(rel.Assets) != 0 || !scan.changed.IsZero() {
+		t.Fatalf("scanRelease of a missing directory = %v, %v; want errNotFound", rel, err)
+	}
+	rels, err := settledFileRegistry(t, reg).releases(t.Context())
+	if err != nil || len(rels) != 1 {
+		t.Fatalf("releases = %v, %v; want v1.0.0", rels, err)
 	}
 }
