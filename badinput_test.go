@@ -262,10 +262,7 @@ func seedServing(t *testing.T) string {
 	t.Helper()
 	root, dir := t.TempDir(), t.TempDir()
 	publishDir(t, dir, []suiteRelease{{Tag: "v1.0.0", Files: siteRelease(t, "v1.0.0")}})
-	reg, err := newFileRegistry(&url.URL{Scheme: "file", Path: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg := settledFileRegistry(t, dir)
 	if _, err := newTestDeployer(t, reg, root).check(t.Context()); err != nil {
 		t.Fatalf("deploy v1.0.0: %v", err)
 	}
@@ -420,7 +417,7 @@ func TestBadInputTags(t *testing.T) {
 	}
 	publishDir(t, dir, rels)
 	root := seedServing(t)
-	reg, _ := newFileRegistry(&url.URL{Scheme: "file", Path: dir})
+	reg := settledFileRegistry(t, dir)
 	d := newTestDeployer(t, reg, root)
 	_, err := d.check(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "no release that matches") || !strings.Contains(err.Error(), fmt.Sprintf("of %d tags", len(junk))) {
@@ -437,7 +434,7 @@ func TestBadInputTags(t *testing.T) {
 func TestBadInputArchives(t *testing.T) {
 	root := seedServing(t)
 	dir := t.TempDir()
-	reg, _ := newFileRegistry(&url.URL{Scheme: "file", Path: dir})
+	reg := settledFileRegistry(t, dir)
 	d := newTestDeployer(t, reg, root)
 	for i, tc := range extractHostileCases {
 		data, err := os.ReadFile(filepath.Join(extractCorpus, tc.file))

@@ -51,6 +51,9 @@ type deployer struct {
 	onUpToDate func() // called after each check that finds the newest release live
 
 	controlState
+	// settleStreak counts looks in a row that found the newest release
+	// still arriving, so that a slow copy is logged at info now and then.
+	settleStreak int
 }
 
 // event fills in what every event of this deployer shares.
@@ -79,9 +82,17 @@ const (
 	verifyBackoffMax = 6 * time.Hour
 )
 
+// checkResult is what one look at the registry found.
+type checkResult struct {
+	UpToDate bool // the newest release is the live one
+	// Settling names the newest release while it is still arriving;
+	// LookAgain is when the registry expects it to have settled.
+	Settling  string
+	LookAgain time.Time
+}
+
 // check asks the registry once and deploys its newest release if needed.
-// upToDate reports whether the newest release is the live one afterwards.
-func (d *deployer) check(ctx context.Context) (upToDate bool, err error) {
+func (d *deployer) check(ctx context.Context) (checkResult, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	defer d.reportHost(ctx)
@@ -89,47 +100,84 @@ func (d *deployer) check(ctx context.Context) (upToDate bool, err error) {
 	rels, err := d.reg.releases(rctx)
 	cancel()
 	if err != nil {
-		return false, fmt.Errorf("list releases from %s: %w", d.cfg.RegistryRaw, err)
+		return checkResult{}, fmt.Errorf("list releases from %s: %w", d.cfg.RegistryRaw, err)
 	}
 	rel, v, ok := newest(rels, d.cfg.Select, d.log)
 	if !ok {
-		return d.state.Current != "", fmt.Errorf("registry %s holds no release that matches (of %d tags)", redactRaw(d.cfg.RegistryRaw), len(rels))
+		reg := redactRaw(d.cfg.RegistryRaw)
+		if len(rels) == 0 {
+			return checkResult{UpToDate: d.state.Current != ""}, fmt.Errorf("registry %s holds no releases", reg)
+		}
+		return checkResult{UpToDate: d.state.Current != ""}, fmt.Errorf("registry %s holds no release that matches (of %d tags: %s)", reg, len(rels), tagList(rels))
 	}
 	if rel.Tag == d.state.Current {
+		d.settleStreak = 0
 		if d.onUpToDate != nil {
 			d.onUpToDate()
 		}
-		return true, nil
+		return checkResult{UpToDate: true}, nil
 	}
 	if d.holdBack(ctx, rel.Tag) {
-		return false, nil
+		return checkResult{}, nil
 	}
+	if !rel.SettlingUntil.IsZero() {
+		// Deploying an older release meanwhile would only be replaced
+		// a moment later; the live one keeps serving.
+		d.settleStreak++
+		lvl := slog.LevelDebug
+		if d.settleStreak == 1 || d.settleStreak%10 == 0 {
+			lvl = slog.LevelInfo
+		}
+		d.log.Log(ctx, lvl, fmt.Sprintf("release %s is still arriving; looking again at %s", rel.Tag, rel.SettlingUntil.Format("15:04:05.000")),
+			"version", rel.Tag, "in", max(rel.SettlingUntil.Sub(d.now()), 0).Round(time.Millisecond))
+		return checkResult{Settling: rel.Tag, LookAgain: rel.SettlingUntil}, nil
+	}
+	d.settleStreak = 0
 	a, err := pickAsset(rel, d.cfg.Select)
 	if err != nil {
-		return false, err
+		return checkResult{}, err
 	}
 	if f, ok := d.state.Failed[rel.Tag]; ok && f.Asset == a.Name && f.Fingerprint == releaseFingerprint(rel) {
 		if f.Permanent && !d.cfg.RetryFailed {
 			d.log.Debug("skipping release that failed before", "version", rel.Tag, "reason", f.Reason)
-			return false, nil
+			return checkResult{}, nil
 		}
 		if !f.Permanent && d.now().Before(f.NotBefore) {
 			d.log.Debug("skipping release until its retry time", "version", rel.Tag, "retry_at", f.NotBefore)
-			return false, nil
+			return checkResult{}, nil
 		}
 	}
-	if d.checksumSettling(rel, a) {
-		d.log.Info("release has no checksum yet; waiting for it to arrive", "version", rel.Tag, "asset", a.Name, "for_up_to", fileChecksumSettle)
-		return false, nil
+	if until := d.checksumSettling(rel, a); !until.IsZero() {
+		// Copied by hand, the checksum file may come after the archive.
+		d.settleStreak++
+		lvl := slog.LevelDebug
+		if d.settleStreak == 1 || d.settleStreak%10 == 0 {
+			lvl = slog.LevelInfo
+		}
+		d.log.Log(ctx, lvl, "release has no checksum yet; waiting for it to arrive", "version", rel.Tag, "asset", a.Name, "until", until.Format("15:04:05"))
+		look := d.now().Add(fileChecksumLook)
+		if until.Before(look) {
+			look = until
+		}
+		return checkResult{Settling: rel.Tag, LookAgain: look}, nil
 	}
 	if err := d.deploy(ctx, rel, v, a); err != nil {
 		d.deployFailed(ctx, rel.Tag, err)
-		return false, err
+		return checkResult{}, err
 	}
 	if d.onUpToDate != nil {
 		d.onUpToDate()
 	}
-	return true, nil
+	return checkResult{UpToDate: true}, nil
+}
+
+// tagList names a registry's tags for a message, bounded like assetNames.
+func tagList(rels []release) string {
+	as := make([]asset, len(rels))
+	for i, r := range rels {
+		as[i].Name = r.Tag
+	}
+	return assetNames(as)
 }
 
 // deploy fetches, verifies, unpacks and swaps in one release.
@@ -396,6 +444,8 @@ func (d *deployer) recordFailure(rel release, a asset, err error) {
 // again, or the zero time when none is waiting: the poll loop comes back
 // then rather than a whole interval later.
 func (d *deployer) retryDue() time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	var due time.Time
 	now := d.now()
 	for _, f := range d.state.Failed {

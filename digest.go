@@ -50,10 +50,13 @@ type checksummer interface {
 const verifiedNone = "nothing (allow_unverified)"
 
 // fileChecksumSettle is how long a file:// release without a digest is
-// held back, counted from its newest file, in case its checksum file is
+// held back, counted from its newest file's change, in case its checksum file is
 // still on its way (copied by hand after the archive, say). After that it
 // is refused like any release without a digest.
 const fileChecksumSettle = time.Minute
+
+// fileChecksumLook is how often dewy looks for that checksum file meanwhile.
+const fileChecksumLook = time.Second
 
 // verification is what vouches for one artifact of a release.
 type verification struct {
@@ -174,15 +177,17 @@ func noDigestError(tag, name string) error {
 		tag, errVerify, errNoChecksum, name, name, name)
 }
 
-// checksumSettling reports whether a file:// release offering no digest is
-// young enough that its checksum file may still be on its way. A release
-// that offers any digest source is not held back.
-func (d *deployer) checksumSettling(rel release, a asset) bool {
+// checksumSettling returns until when a file:// release offering no digest
+// is held back because its checksum file may still be on its way, or the
+// zero time. The window counts from the newest inode change time in the
+// release, which copies that keep the source's times (cp -p, rsync -a)
+// cannot set back. A release that offers any digest source is not held.
+func (d *deployer) checksumSettling(rel release, a asset) time.Time {
 	if d.cfg.AllowUnverified || a.SHA256 != "" || len(checksumAssets(rel, a.Name)) > 0 || !strings.HasPrefix(a.URL, "file:") {
-		return false
+		return time.Time{}
 	}
 	if v := d.cfg.Verifier; v != nil {
-		return false // a missing signature is refused at once, as with every registry
+		return time.Time{} // a missing signature is refused at once, as with every registry
 	}
 	var newest time.Time
 	for _, x := range rel.Assets {
@@ -190,11 +195,14 @@ func (d *deployer) checksumSettling(rel release, a asset) bool {
 		if err != nil || u.Scheme != "file" {
 			continue
 		}
-		if fi, err := os.Stat(filepath.FromSlash(u.Path)); err == nil && fi.ModTime().After(newest) {
-			newest = fi.ModTime()
+		if st, err := lstatEntry(filepath.FromSlash(u.Path)); err == nil && st.ctime.After(newest) {
+			newest = st.ctime
 		}
 	}
-	return d.now().Sub(newest) < fileChecksumSettle
+	if until := newest.Add(fileChecksumSettle); d.now().Before(until) {
+		return until
+	}
+	return time.Time{}
 }
 
 func orDefault(s, def string) string {

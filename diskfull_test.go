@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/rand"
 	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,10 +53,7 @@ func TestDiskFull(t *testing.T) {
 		return
 	}
 	dir := t.TempDir()
-	reg, err := newFileRegistry(&url.URL{Scheme: "file", Path: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg := settledFileRegistry(t, dir)
 	publishDir(t, dir, []suiteRelease{{Tag: "v1.0.0", Files: siteRelease(t, "v1.0.0")}})
 	d := newTestDeployer(t, reg, root)
 	if _, err := d.check(t.Context()); err != nil {

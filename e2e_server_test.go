@@ -218,12 +218,6 @@ func startServer(t *testing.T, reg, root, addr string, extra ...string) (*exec.C
 	args := []string{"server", "--registry", "file://" + reg, "--root", root,
 		"-p", addr, "--health-path", "/healthz", "-i", "1h"}
 	args = append(append(args, extra...), "--", filepath.Join(root, "current", "app"))
-	cmd := exec.Command(dewyBinary(t), args...)
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	return cmd, out
+	d := startDewy(t, nil, args...)
+	return d.cmd, d.out
 }

@@ -217,21 +217,16 @@ func TestE2EAssetsBareExecutable(t *testing.T) {
 func TestE2EAssetsLongRunning(t *testing.T) {
 	reg, root := t.TempDir(), t.TempDir()
 	publishDir(t, reg, []suiteRelease{{Tag: "v1.0.0", Files: siteRelease(t, "v1.0.0")}})
-	cmd := exec.Command(dewyBinary(t), "assets", "--registry", "file://"+reg, "--root", root, "-i", "1h", "-l", "debug")
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	waitFor(t, &out, "deployed v1.0.0")
+	d := startDewy(t, nil, "assets", "--registry", "file://"+reg, "--root", root, "-i", "1h", "-l", "debug")
+	cmd, out := d.cmd, d.out
+	waitFor(t, out, "deployed v1.0.0")
 	if got := readCurrent(t, root, "index.html"); got != "site v1.0.0" {
 		t.Fatalf("current = %q", got)
 	}
 	// SIGUSR1 polls now instead of waiting the hour.
 	publishDir(t, reg, []suiteRelease{{Tag: "v1.1.0", Files: siteRelease(t, "v1.1.0")}})
 	cmd.Process.Signal(syscall.SIGUSR1)
-	waitFor(t, &out, "deployed v1.1.0")
+	waitFor(t, out, "deployed v1.1.0")
 	if got := readCurrent(t, root, "index.html"); got != "site v1.1.0" {
 		t.Fatalf("current = %q", got)
 	}

@@ -298,10 +298,10 @@ func TestFaultDownload(t *testing.T) {
 			reg.set([]release{v1, v2}, nil)
 			fs.inject("v2.0.0", art, tc.faults...)
 
-			upToDate, err := d.check(t.Context())
+			res, err := d.check(t.Context())
 			if tc.firstOK {
-				if err != nil || !upToDate {
-					t.Fatalf("check = %v, %v; want the download to ride out %d fault(s)", upToDate, err, len(tc.faults))
+				if err != nil || !res.UpToDate {
+					t.Fatalf("check = %v, %v; want the download to ride out %d fault(s)", res.UpToDate, err, len(tc.faults))
 				}
 				assertServing(t, root, "v2.0.0")
 			} else {
@@ -441,10 +441,7 @@ func TestFaultPollLoopBacksOff(t *testing.T) {
 	live := make(chan string, 1)
 	d.act = activatorFunc(func(_ context.Context, v string) error { live <- v; return nil })
 
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { defer close(done); d.pollLoop(ctx, 50*time.Millisecond, nil) }()
-	t.Cleanup(func() { cancel(); <-done })
+	stop := startPollLoop(t, d, 50*time.Millisecond)
 	select {
 	case v := <-live:
 		if v != "v2.0.0" {
@@ -453,8 +450,7 @@ func TestFaultPollLoopBacksOff(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("no deploy 30s after the faults; %d pending", fs.pending("v2.0.0", art))
 	}
-	cancel()
-	<-done
+	stop()
 	assertServing(t, root, "v2.0.0")
 	// Once deployed, later polls find nothing new and download nothing.
 	if got := fs.requests.Load(); got != 7 {
@@ -466,6 +462,18 @@ func TestFaultPollLoopBacksOff(t *testing.T) {
 	if a, b := errorBackoff(time.Second, 3), errorBackoff(time.Second, 30); a != 4*time.Second || b != maxErrorBackoff {
 		t.Errorf("errorBackoff = %v, %v; want 4s and %v", a, b, maxErrorBackoff)
 	}
+}
+
+// startPollLoop runs d's poll loop until the test ends, or until the
+// returned stop is called.
+func startPollLoop(t *testing.T, d *deployer, interval time.Duration) (stop func()) {
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); d.pollLoop(ctx, interval, nil) }()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
 }
 
 // activatorFunc adapts a function to the activator interface.

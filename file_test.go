@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 )
 
 // publishDir writes rels into dir the way an operator lays out a file:// registry.
@@ -21,23 +20,26 @@ func publishDir(t *testing.T, dir string, rels []suiteRelease) {
 			if err := os.WriteFile(p, b, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			// As if copied in a while ago: the registry waits for fresh files to settle.
-			old := time.Now().Add(-time.Minute)
-			if err := os.Chtimes(p, old, old); err != nil {
-				t.Fatal(err)
-			}
 		}
 	}
+}
+
+// settledFileRegistry is a file:// registry that offers releases as soon
+// as they are written, for tests about something other than settling.
+func settledFileRegistry(t *testing.T, dir string) *fileRegistry {
+	t.Helper()
+	r, err := newFileRegistry(&url.URL{Scheme: "file", Path: dir, RawQuery: "settle=0s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 func TestFileRegistrySuite(t *testing.T) {
 	runRegistrySuite(t, func(t *testing.T, rels []suiteRelease) (registry, artifactStore) {
 		dir := t.TempDir()
 		publishDir(t, dir, rels)
-		r, err := newFileRegistry(&url.URL{Scheme: "file", Path: dir})
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := settledFileRegistry(t, dir)
 		return r, r
 	})
 }
@@ -47,6 +49,8 @@ func TestFileRegistryErrors(t *testing.T) {
 		{"file://relative/dir", `host "relative" not supported`},
 		{"file:///srv/rel?x=1", `unknown option "x"`},
 		{"file:", "want an absolute path"},
+		{"file:///srv/rel?settle=soon", `settle="soon": want a duration`},
+		{"file:///srv/rel?settle=-1s", `settle="-1s": want a duration`},
 	} {
 		u, _ := url.Parse(tc.in)
 		_, err := newFileRegistry(u)
@@ -57,26 +61,5 @@ func TestFileRegistryErrors(t *testing.T) {
 	r, _ := newFileRegistry(&url.URL{Scheme: "file", Path: "/nonexistent/dewy-test"})
 	if _, err := r.releases(t.Context()); !errors.Is(err, errNotFound) {
 		t.Errorf("releases on missing dir: %v, want errNotFound", err)
-	}
-}
-
-func TestFileRegistrySkipsReleasesBeingCopied(t *testing.T) {
-	dir := t.TempDir()
-	publishDir(t, dir, []suiteRelease{{Tag: "v1.0.0", Files: map[string][]byte{"a_linux_amd64": []byte("x")}}})
-	if err := os.MkdirAll(filepath.Join(dir, "v2.0.0"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "v2.0.0", "a_linux_amd64"), []byte("half"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	publishDir(t, dir, []suiteRelease{{Tag: ".v3.0.0.partial", Files: map[string][]byte{"a_linux_amd64": []byte("x")}}})
-	r, _ := newFileRegistry(&url.URL{Scheme: "file", Path: dir})
-	got, err := r.releases(t.Context())
-	if err != nil || len(got) != 1 || got[0].Tag != "v1.0.0" {
-		t.Fatalf("releases = %v, %v; want only v1.0.0 (v2.0.0 is still being written, .v3.0.0.partial is hidden)", got, err)
-	}
-	r.now = func() time.Time { return time.Now().Add(time.Minute) }
-	if got, _ := r.releases(t.Context()); len(got) != 2 {
-		t.Fatalf("after settling: %d releases, want 2", len(got))
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"time"
 )
@@ -14,6 +15,10 @@ type release struct {
 	ID         string  // registry-specific identifier, echoed back in reports
 	Prerelease bool    // the registry's own pre-release flag (GitHub); semver suffixes count too
 	Assets     []asset // every file of the release, checksum and signature files included
+	// SettlingUntil is set while the release is still arriving (files
+	// being copied into a file:// registry): it is not offered before
+	// then, and the registry should be asked again at that time.
+	SettlingUntil time.Time `json:",omitzero"`
 }
 
 // An asset is one file of a release.
@@ -58,12 +63,13 @@ const maxErrorBackoff = 5 * time.Minute
 
 // pollLoop checks the registry at start-up and then every interval (plus
 // up to 10 % jitter, so a fleet started together does not poll in step),
-// or at once when poke fires. Errors back off exponentially; the live
-// release keeps running whatever the registry does. It returns when ctx ends.
+// or at once when poke fires, or sooner when the newest release is still
+// settling. Errors back off exponentially; the live release keeps running
+// whatever the registry does. It returns when ctx ends.
 func (d *deployer) pollLoop(ctx context.Context, interval time.Duration, poke <-chan struct{}) {
 	streak := 0
 	for {
-		_, err := d.check(ctx)
+		res, err := d.check(ctx)
 		wait := interval
 		switch {
 		case ctx.Err() != nil:
@@ -73,6 +79,9 @@ func (d *deployer) pollLoop(ctx context.Context, interval time.Duration, poke <-
 				d.log.Info("registry answers again", "failed_polls", streak)
 			}
 			streak = 0
+			if !res.LookAgain.IsZero() {
+				wait = min(interval, d.untilSettled(res.LookAgain))
+			}
 		default:
 			streak++
 			wait = errorBackoff(interval, streak)
@@ -82,8 +91,9 @@ func (d *deployer) pollLoop(ctx context.Context, interval time.Duration, poke <-
 			}
 			// Log once per streak (and every 10th time after), not on every poll.
 			if streak == 1 || streak%10 == 0 {
-				msg := "poll failed; " + orNone(d.state.Current) + " keeps running"
-				if d.state.Current == "" {
+				current := d.stateCurrent()
+				msg := "poll failed; " + current + " keeps running"
+				if current == "" {
 					msg = "poll failed; no release is running"
 				}
 				d.log.Error(msg, "err", err, "failed_polls", streak, "next_poll_in", wait.Round(time.Second))
@@ -92,6 +102,9 @@ func (d *deployer) pollLoop(ctx context.Context, interval time.Duration, poke <-
 			}
 		}
 		j, now := jitter(wait), d.now()
+		if !res.LookAgain.IsZero() {
+			j = wait // the settle time is this host's own; no fleet to spread
+		}
 		if due := d.retryDue(); !due.IsZero() && due.Sub(now) < j {
 			j = max(due.Sub(now), 0)
 		}
@@ -108,6 +121,44 @@ func (d *deployer) pollLoop(ctx context.Context, interval time.Duration, poke <-
 			return
 		case <-poke:
 			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// minSettleLook keeps a registry that reports a settle time already past
+// (a shared answer from the cache) from being asked in a busy loop.
+const minSettleLook = 250 * time.Millisecond
+
+// untilSettled is how long to wait before looking at a settling release again.
+func (d *deployer) untilSettled(at time.Time) time.Duration {
+	return max(at.Sub(d.now()), minSettleLook)
+}
+
+// onceSettleWait bounds how long `dewy assets --once` waits for a release
+// that is still arriving: ample for the default settle window and a copy
+// that ends moments after dewy starts, and short enough for a cron job.
+const onceSettleWait = 30 * time.Second
+
+// checkOnce is --once: one check, repeated while the newest release is
+// settling, for at most onceSettleWait. A release that will not have
+// settled by then is an error that names it.
+func (d *deployer) checkOnce(ctx context.Context) (checkResult, error) {
+	deadline := d.now().Add(onceSettleWait)
+	for {
+		res, err := d.check(ctx)
+		if err != nil || res.LookAgain.IsZero() {
+			return res, err
+		}
+		if res.LookAgain.After(deadline) {
+			return res, fmt.Errorf("release %s is still arriving and will not have settled before %s, the end of --once's %s wait; run again later",
+				res.Settling, res.LookAgain.Format("15:04:05.000"), onceSettleWait)
+		}
+		t := time.NewTimer(d.untilSettled(res.LookAgain))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return res, ctx.Err()
 		case <-t.C:
 		}
 	}

@@ -61,6 +61,7 @@ func suiteList(ctx context.Context, t *testing.T, publish suitePublish, rels []s
 func runRegistrySuite(t *testing.T, publish suitePublish) {
 	linux := []byte("linux amd64 artifact bytes")
 	darwin := []byte("darwin arm64 artifact bytes")
+	site := []byte("static site: the same bytes for every host")
 	files := func(tag string) map[string][]byte {
 		l := append([]byte(tag+" "), linux...)
 		// goreleaser leaves build metadata (the slot) out of asset names.
@@ -79,6 +80,7 @@ func runRegistrySuite(t *testing.T, publish suitePublish) {
 		{Tag: "v1.10.0", Files: files("v1.10.0")},
 		{Tag: "v2.0.0-rc.1", Prerelease: true, Files: files("v2.0.0-rc.1")},
 		{Tag: "latest", Files: map[string][]byte{"notes.md": []byte("junk tag")}},
+		{Tag: "v0.9.0", Files: map[string][]byte{"site.tar.gz": site, "checksums.txt": []byte(sha256Hex(site) + "  site.tar.gz\n")}},
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -153,6 +155,25 @@ func runRegistrySuite(t *testing.T, publish suitePublish) {
 		digest, from, err := expectedDigest(ctx, storeFor, checksumAssets(rel, a.Name), a.Name)
 		if err != nil || digest != sum || from != "checksums.txt" {
 			t.Fatalf("expectedDigest = %q from %q, %v; want %q from checksums.txt", digest, from, err, sum)
+		}
+	})
+
+	t.Run("platform-neutral artifact", func(t *testing.T) {
+		rel := byTag["v0.9.0"]
+		for _, host := range []selectOptions{{GOOS: "linux", GOARCH: "amd64"}, {GOOS: "darwin", GOARCH: "arm64"}, {GOOS: "windows", GOARCH: "386"}} {
+			a, err := pickAsset(rel, host)
+			if err != nil || a.Name != "site.tar.gz" {
+				t.Fatalf("pickAsset on %s/%s = %q, %v; want site.tar.gz", host.GOOS, host.GOARCH, a.Name, err)
+			}
+		}
+		a, _ := pickAsset(rel, selectOptions{GOOS: "linux", GOARCH: "amd64"})
+		u, err := url.Parse(a.URL)
+		if err != nil {
+			t.Fatalf("asset URL %q: %v", a.URL, err)
+		}
+		_, sum, _, err := download(ctx, store, u, t.TempDir(), discardLogger())
+		if err != nil || sum != sha256Hex(site) {
+			t.Fatalf("download = sha256 %s, %v; want %s", sum, err, sha256Hex(site))
 		}
 	})
 

@@ -161,17 +161,17 @@ func run(ctx context.Context, cfg *config) error {
 				stop()
 			}
 		}()
-		upToDate, err := d.check(ctx)
+		res, err := d.checkOnce(ctx)
 		if err != nil {
 			return err
 		}
 		ready()
-		if !upToDate && d.holdWhy != "" {
+		if !res.UpToDate && d.holdWhy != "" {
 			log.Info("not deploying: "+d.holdWhy, "version", state.Current)
 			return nil
 		}
-		if !upToDate {
-			return errors.New("newest release is not deployed: it failed before and is waiting for its retry time, or its checksum file has not arrived yet (see the log)")
+		if !res.UpToDate {
+			return errors.New("newest release is not deployed: it failed before and is waiting for its retry time, or its checksum file has not arrived (see the log)")
 		}
 		log.Info("up to date", "version", state.Current)
 		return nil
@@ -313,8 +313,12 @@ func run(ctx context.Context, cfg *config) error {
 	}
 }
 
-// stateCurrent may be read only by the poll goroutine, or once it has stopped.
-func (d *deployer) stateCurrent() string { return d.state.Current }
+// stateCurrent is the release the state file calls current.
+func (d *deployer) stateCurrent() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.state.Current
+}
 
 // errUnhealthy makes `dewy status` exit 1; the table already says why.
 var errUnhealthy = errors.New("unhealthy")

@@ -246,24 +246,35 @@ func pickAsset(rel release, o selectOptions) (asset, error) {
 		return asset{}, fmt.Errorf("release %s has no asset named %q (assets: %s)", rel.Tag, o.Artifact, assetNames(rel.Assets))
 	}
 	osToks, archToks := aliases(osAliases, o.GOOS), aliases(archAliases, o.GOARCH)
-	var found []asset
+	var candidates, found []asset
 	for _, a := range rel.Assets {
 		if !isArtifactName(a.Name) {
 			continue
 		}
+		candidates = append(candidates, a)
 		toks := nameTokens(a.Name)
 		if hasAnyToken(toks, osToks) && hasAnyToken(toks, archToks) {
 			found = append(found, a)
 		}
 	}
-	switch len(found) {
-	case 1:
+	switch {
+	case len(found) == 1:
 		return found[0], nil
-	case 0:
-		return asset{}, fmt.Errorf("release %s has no asset for %s/%s (assets: %s); set artifact= on the registry URL", rel.Tag, o.GOOS, o.GOARCH, assetNames(rel.Assets))
-	default:
+	case len(found) > 1:
 		return asset{}, fmt.Errorf("release %s has several assets for %s/%s (%s); set artifact= on the registry URL", rel.Tag, o.GOOS, o.GOARCH, assetNames(found))
+	case len(candidates) == 1 && !namesPlatform(candidates[0].Name):
+		// A static site, a JAR, a script bundle: content with no
+		// platform runs on every host.
+		return candidates[0], nil
+	case len(candidates) == 0:
+		return asset{}, fmt.Errorf("release %s has no asset for %s/%s (assets: %s); set artifact= on the registry URL", rel.Tag, o.GOOS, o.GOARCH, assetNames(rel.Assets))
 	}
+	return asset{}, fmt.Errorf("release %s has no asset for %s/%s (candidates: %s); set artifact= on the registry URL", rel.Tag, o.GOOS, o.GOARCH, assetNames(candidates))
+}
+
+// namesPlatform reports whether an asset name has an OS or architecture word.
+func namesPlatform(name string) bool {
+	return slices.ContainsFunc(nameTokens(name), isPlatformToken)
 }
 
 // isPlainFileName reports whether a name the registry gave can be used as
@@ -345,9 +356,12 @@ func bareName(name string) string {
 
 func isPlatformOrVersionToken(tok string) bool {
 	t := strings.ToLower(tok)
-	if canonicalVersion(t) != "" || (len(t) > 0 && t[0] >= '0' && t[0] <= '9') {
-		return true
-	}
+	return canonicalVersion(t) != "" || (len(t) > 0 && t[0] >= '0' && t[0] <= '9') || isPlatformToken(t) || t == "all"
+}
+
+// isPlatformToken reports whether a lower-case name word is an OS or
+// architecture as release names spell them.
+func isPlatformToken(t string) bool {
 	for _, m := range []map[string][]string{osAliases, archAliases} {
 		for _, as := range m {
 			if slices.Contains(as, t) {
@@ -356,7 +370,8 @@ func isPlatformOrVersionToken(tok string) bool {
 		}
 	}
 	switch t {
-	case "linux", "windows", "freebsd", "openbsd", "netbsd", "x86", "mac", "universal", "all":
+	case "linux", "windows", "freebsd", "openbsd", "netbsd", "dragonfly", "illumos", "solaris", "aix", "android", "ios",
+		"x86", "mac", "universal", "riscv64", "ppc64", "ppc64le", "s390x", "mips", "mipsle", "mips64", "mips64le", "loong64", "wasm":
 		return true
 	}
 	return false

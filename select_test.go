@@ -141,6 +141,20 @@ func TestPickAsset(t *testing.T) {
 		{[]string{"app_linux_amd64.tar.gz", "app_linux_amd64.zip"}, "linux", "amd64", "error: several assets"},
 		{[]string{"checksums.txt"}, "linux", "amd64", "error: no asset"},
 		{nil, "linux", "amd64", "error: (assets: none)"},
+		// One candidate that names no platform runs anywhere.
+		{[]string{"site.tar.gz", "checksums.txt", "site.tar.gz.minisig"}, "linux", "amd64", "site.tar.gz"},
+		{[]string{"site.tar.gz", "checksums.txt"}, "darwin", "arm64", "site.tar.gz"},
+		{[]string{"app-1.2.0.jar", "app-1.2.0.jar.sha256"}, "windows", "amd64", "app-1.2.0.jar"},
+		{[]string{"bundle.sh"}, "freebsd", "riscv64", "bundle.sh"},
+		// Named for this host beats platform-neutral.
+		{[]string{"site.tar.gz", "app_linux_amd64.tar.gz"}, "linux", "amd64", "app_linux_amd64.tar.gz"},
+		// Several candidates, none for this host: the error lists them.
+		{[]string{"site.tar.gz", "docs.zip", "checksums.txt"}, "linux", "amd64", `error: (candidates: "site.tar.gz", "docs.zip")`},
+		{[]string{"site.tar.gz", "app_darwin_arm64.tar.gz"}, "linux", "amd64", `error: (candidates: "site.tar.gz", "app_darwin_arm64.tar.gz")`},
+		// A lone candidate for another platform is not taken.
+		{[]string{"app_linux_arm64.tar.gz", "checksums.txt"}, "linux", "amd64", `error: (candidates: "app_linux_arm64.tar.gz")`},
+		{[]string{"app_riscv64.tar.gz"}, "linux", "amd64", "error: no asset for linux/amd64"},
+		{[]string{"app-windows.zip"}, "linux", "amd64", "error: no asset for linux/amd64"},
 	} {
 		a, err := pickAsset(mk(tc.assets...), selectOptions{GOOS: tc.goos, GOARCH: tc.arch})
 		if want, isErr := strings.CutPrefix(tc.want, "error: "); isErr {

@@ -21,6 +21,7 @@ Flags for both commands (flags override DEWY_* variables, which override the fil
                               file:///abs/dir, ghr://owner/repo, s3://region/bucket/prefix,
                               gs://bucket/prefix, grpc://host:port
                             options on every registry: pre-release=true, artifact=NAME, track=v1 | v1.4
+                            file:// also takes settle=2s: how long a release must be still
   -s, --slot NAME           deployment slot: only tags whose build metadata is NAME (v1.2.3+NAME)
   --calver FORMAT           tags are calendar versions, e.g. YYYY.0M.0D.MICRO (YYYY YY 0Y MM 0M
                               WW 0W DD 0D MICRO, dot-separated); other tags are ignored
@@ -51,6 +52,7 @@ Flags for both commands (flags override DEWY_* variables, which override the fil
 
 Flags for assets:
   --once                    deploy the newest release if needed, then exit (0 up to date, 1 failed)
+                            (waits up to 30s for a release still being copied in)
 
 Flags for server:
   -p, --port LISTEN         8000, 8000-8003, 127.0.0.1:8000, [::1]:8000, unix:/path (repeatable)

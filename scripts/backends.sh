@@ -204,6 +204,10 @@ backends_install() {
 	if ! command -v "$(go env CC)" >/dev/null; then
 		pkgs+=(gcc libc6-dev)
 	fi
+	# The copy tools people publish file:// releases with.
+	command -v rsync >/dev/null || pkgs+=(rsync)
+	command -v scp >/dev/null || pkgs+=(openssh-client)
+	command -v curl >/dev/null || pkgs+=(curl) # scripts/demo, hooks in the e2e tests
 	if ((${#pkgs[@]})); then
 		apt_install "${pkgs[@]}"
 	fi
