@@ -189,6 +189,9 @@ func (b *statusBoard) pending(version, why string) {
 
 // snapshot returns a copy that later reports do not change.
 func (b *statusBoard) snapshot() statusJSON {
+	if b == nil {
+		return statusJSON{Time: time.Now()}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	s := b.s
