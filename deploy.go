@@ -147,20 +147,6 @@ func (d *deployer) check(ctx context.Context) (checkResult, error) {
 			return checkResult{}, nil
 		}
 	}
-	if until := d.checksumSettling(rel, a); !until.IsZero() {
-		// Copied by hand, the checksum file may come after the archive.
-		d.settleStreak++
-		lvl := slog.LevelDebug
-		if d.settleStreak == 1 || d.settleStreak%10 == 0 {
-			lvl = slog.LevelInfo
-		}
-		d.log.Log(ctx, lvl, "release has no checksum yet; waiting for it to arrive", "version", rel.Tag, "asset", a.Name, "until", until.Format("15:04:05"))
-		look := d.now().Add(fileChecksumLook)
-		if until.Before(look) {
-			look = until
-		}
-		return checkResult{Settling: rel.Tag, LookAgain: look}, nil
-	}
 	if err := d.deploy(ctx, rel, v, a); err != nil {
 		d.deployFailed(ctx, rel.Tag, err)
 		return checkResult{}, err

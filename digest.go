@@ -12,9 +12,7 @@ import (
 	"io"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
-	"time"
 )
 
 // Where the digest of an artifact comes from, in order of preference:
@@ -49,14 +47,6 @@ type checksummer interface {
 // deployed without any digest under allow_unverified.
 const verifiedNone = "nothing (allow_unverified)"
 
-// fileChecksumSettle is how long a file:// release without a digest is
-// held back, counted from its newest file's change, in case its checksum file is
-// still on its way (copied by hand after the archive, say). After that it
-// is refused like any release without a digest.
-const fileChecksumSettle = time.Minute
-
-// fileChecksumLook is how often dewy looks for that checksum file meanwhile.
-const fileChecksumLook = time.Second
 
 // verification is what vouches for one artifact of a release.
 type verification struct {
@@ -177,33 +167,6 @@ func noDigestError(tag, name string) error {
 		tag, errVerify, errNoChecksum, name, name, name)
 }
 
-// checksumSettling returns until when a file:// release offering no digest
-// is held back because its checksum file may still be on its way, or the
-// zero time. The window counts from the newest inode change time in the
-// release, which copies that keep the source's times (cp -p, rsync -a)
-// cannot set back. A release that offers any digest source is not held.
-func (d *deployer) checksumSettling(rel release, a asset) time.Time {
-	if d.cfg.AllowUnverified || a.SHA256 != "" || len(checksumAssets(rel, a.Name)) > 0 || !strings.HasPrefix(a.URL, "file:") {
-		return time.Time{}
-	}
-	if v := d.cfg.Verifier; v != nil {
-		return time.Time{} // a missing signature is refused at once, as with every registry
-	}
-	var newest time.Time
-	for _, x := range rel.Assets {
-		u, err := url.Parse(x.URL)
-		if err != nil || u.Scheme != "file" {
-			continue
-		}
-		if st, err := lstatEntry(filepath.FromSlash(u.Path)); err == nil && st.ctime.After(newest) {
-			newest = st.ctime
-		}
-	}
-	if until := newest.Add(fileChecksumSettle); d.now().Before(until) {
-		return until
-	}
-	return time.Time{}
-}
 
 func orDefault(s, def string) string {
 	if s == "" {

@@ -150,14 +150,12 @@ func fileReleaseAt(t *testing.T, dir, tag string, files map[string][]byte, mtime
 	}
 }
 
+// newVerifyFileHarness deploys from a file:// registry that offers a
+// release as soon as it is written (settle=0s).
 func newVerifyFileHarness(t *testing.T) (*verifyHarness, string) {
 	t.Helper()
 	dir := t.TempDir()
-	reg, err := newFileRegistry(&url.URL{Scheme: "file", Path: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return newVerifyHarness(t, reg), dir
+	return newVerifyHarness(t, settledFileRegistry(t, dir)), dir
 }
 
 func withoutChecksums(files map[string][]byte) map[string][]byte {
@@ -167,7 +165,7 @@ func withoutChecksums(files map[string][]byte) map[string][]byte {
 
 func TestVerifyFileReleaseWithoutChecksumRefused(t *testing.T) {
 	h, dir := newVerifyFileHarness(t)
-	fileReleaseAt(t, dir, "v1.0.0", withoutChecksums(siteRelease(t, "v1.0.0")), time.Now().Add(-2*fileChecksumSettle))
+	fileReleaseAt(t, dir, "v1.0.0", withoutChecksums(siteRelease(t, "v1.0.0")), time.Now().Add(-time.Hour))
 	_, err := h.d.check(t.Context())
 	if !errors.Is(err, errVerify) || !errors.Is(err, errNoChecksum) {
 		t.Fatalf("deploy error = %v, want a refusal for want of a digest", err)
@@ -185,35 +183,40 @@ func TestVerifyFileReleaseWithoutChecksumRefused(t *testing.T) {
 	}
 }
 
-// A release whose archive arrived before its checksum file waits for it,
-// for fileChecksumSettle after its newest file, and is refused after that.
+// A release whose archive arrived before its checksum file is still
+// settling, not refused: the checksum file's arrival starts the settle
+// window again, and the release deploys verified once it has passed.
+// Preserved times (cp -p) do not shorten the wait.
 func TestVerifyFileReleaseChecksumSettles(t *testing.T) {
-	h, dir := newVerifyFileHarness(t)
+	dir := t.TempDir()
+	reg, err := newFileRegistry(&url.URL{Scheme: "file", Path: dir, RawQuery: "settle=1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Now()
+	reg.now = func() time.Time { return clock }
+	h := newVerifyHarness(t, reg)
 	files := siteRelease(t, "v1.0.0")
 	sums := files["checksums.txt"]
-	copied := time.Now().Add(-10 * time.Second) // settled for the registry, not for the checksum
-	fileReleaseAt(t, dir, "v1.0.0", withoutChecksums(files), copied)
-	if _, err := h.d.check(t.Context()); err != nil {
-		t.Fatalf("check while the checksum may still come: %v", err)
+	copiedLongAgo := time.Now().Add(-48 * time.Hour)
+	fileReleaseAt(t, dir, "v1.0.0", withoutChecksums(files), copiedLongAgo)
+	res, err := h.d.check(t.Context())
+	if err != nil || res.Settling != "v1.0.0" {
+		t.Fatalf("check while the checksum may still come: %+v, %v; want v1.0.0 settling", res, err)
 	}
 	if _, ok := h.d.state.Failed["v1.0.0"]; ok {
 		t.Fatal("release without its checksum yet recorded as failed")
 	}
-	if h.logs.count("waiting for it to arrive") != 1 {
-		t.Error("no log line says the release waits for its checksum")
+	clock = clock.Add(30 * time.Minute)
+	fileReleaseAt(t, dir, "v1.0.0", map[string][]byte{"checksums.txt": sums}, copiedLongAgo)
+	if res, err := h.d.check(t.Context()); err != nil || res.Settling != "v1.0.0" {
+		t.Fatalf("check just after the checksum arrived: %+v, %v; want v1.0.0 settling", res, err)
 	}
-	fileReleaseAt(t, dir, "v1.0.0", map[string][]byte{"checksums.txt": sums}, copied)
+	clock = clock.Add(2 * time.Hour)
 	if _, err := h.d.check(t.Context()); err != nil {
-		t.Fatalf("deploy once the checksum arrived: %v", err)
+		t.Fatalf("deploy once settled with its checksum: %v", err)
 	}
 	h.assertVerifiedBy(t, "v1.0.0", "checksums file checksums.txt")
-
-	// Past the window, a release still without a checksum is refused.
-	fileReleaseAt(t, dir, "v1.1.0", withoutChecksums(siteRelease(t, "v1.1.0")), copied)
-	h.d.now = func() time.Time { return time.Now().Add(fileChecksumSettle) }
-	if _, err := h.d.check(t.Context()); !errors.Is(err, errNoChecksum) {
-		t.Fatalf("deploy after the window: error = %v, want a refusal for want of a digest", err)
-	}
 }
 
 func TestVerifyAllowUnverified(t *testing.T) {
