@@ -47,7 +47,6 @@ type checksummer interface {
 // deployed without any digest under allow_unverified.
 const verifiedNone = "nothing (allow_unverified)"
 
-
 // verification is what vouches for one artifact of a release.
 type verification struct {
 	want, wantFrom string // the SHA-256 the download must have, and who says so; "" when none
@@ -166,7 +165,6 @@ func noDigestError(tag, name string) error {
 	return fmt.Errorf("deploy %s: %w: %w for %s; publish one with the release (sha256sum %s > %s.sha256, or goreleaser's checksums.txt), or set allow_unverified to deploy it anyway",
 		tag, errVerify, errNoChecksum, name, name, name)
 }
-
 
 func orDefault(s, def string) string {
 	if s == "" {
