@@ -39,28 +39,23 @@ func TestE2EServerProxyNode(t *testing.T) {
 	reg, root := t.TempDir(), t.TempDir()
 	addr := freeAddr(t)
 	publishDir(t, reg, []suiteRelease{{Tag: "v1.0.0", Files: nodeRelease(t, "v1.0.0", "v1", false)}})
-	cmd := exec.Command(dewyBinary(t), "server", "--proxy", "--registry", "file://"+reg, "--root", root,
+	d := startDewy(t, nil, "server", "--proxy", "--registry", "file://"+reg, "--root", root,
 		"-p", addr, "--health-path", "/healthz", "--drain-timeout", "10s", "-i", "1h",
 		"--", filepath.Join(root, "current", "run.sh"))
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	waitFor(t, &out, "deployed v1.0.0")
+	cmd, out := d.cmd, d.out
+	waitFor(t, out, "deployed v1.0.0")
 
 	l := startProxyLoad(t, "http://"+addr+"/", 6, true)
 	l.waitOK(t, 50)
 	publishDir(t, reg, []suiteRelease{{Tag: "v2.0.0", Files: nodeRelease(t, "v2.0.0", "v2", false)}})
 	cmd.Process.Signal(syscall.SIGUSR1)
-	waitFor(t, &out, "deployed v2.0.0")
+	waitFor(t, out, "deployed v2.0.0")
 	l.waitOK(t, 50)
 
 	l.ban("v3")
 	publishDir(t, reg, []suiteRelease{{Tag: "v3.0.0", Files: nodeRelease(t, "v3.0.0", "v3", true)}})
 	cmd.Process.Signal(syscall.SIGUSR1)
-	waitFor(t, &out, "rolled back to v2.0.0")
+	waitFor(t, out, "rolled back to v2.0.0")
 	l.waitOK(t, 50)
 	l.check(t, 150)
 
