@@ -145,7 +145,7 @@ func run(ctx context.Context, cfg *config) error {
 	// Tells systemd (Type=notify) once that the service is up.
 	var readyOnce sync.Once
 	ready := func() {
-		readyOnce.Do(func() { notifyReady("serving " + orNone(board.snapshot().Current)) })
+		readyOnce.Do(func() { sdReady("serving " + orNone(board.snapshot().Current)) })
 	}
 	d.onUpToDate = ready
 
@@ -242,7 +242,7 @@ func run(ctx context.Context, cfg *config) error {
 		current := board.snapshot().Current
 		e := d.event(eventRestarted, current)
 		e.Previous = current
-		err := reloadNotified(ctx, sup.restart, serving)
+		err := sdReload(ctx, sup.restart, serving)
 		if err != nil {
 			log.Error("restart failed; previous process keeps serving", "err", err)
 			e.Outcome, e.Error = "failed", err.Error()
@@ -287,7 +287,7 @@ func run(ctx context.Context, cfg *config) error {
 				}
 			default:
 				log.Info("stopping", "signal", s.String())
-				notifyStopping()
+				sdStopping()
 				stop()
 				wg.Wait()
 				e := d.event(eventStopped, d.stateCurrent())
@@ -304,7 +304,7 @@ func run(ctx context.Context, cfg *config) error {
 				return nil
 			}
 		case err := <-supDone:
-			notifyStopping()
+			sdStopping()
 			stop()
 			wg.Wait()
 			supDone <- err
