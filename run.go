@@ -343,11 +343,11 @@ func newRegistry(ctx context.Context, u *url.URL, sel selectOptions, getenv func
 	case "ghr":
 		return checkedNew(newGitHubRegistry(u, getenv, log.With("registry", "github")))
 	case "s3":
-		return checkedNew(newS3Registry(ctx, u, getenv, log.With("registry", "s3")))
+		return newS3Registry(ctx, u, getenv, log.With("registry", "s3"))
 	case "gs":
-		return checkedNew(newGCSRegistry(ctx, u, getenv, log.With("registry", "gcs")))
+		return newGCSRegistry(ctx, u, getenv, log.With("registry", "gcs"))
 	case "grpc":
-		return checkedNew(newGRPCRegistry(ctx, u, sel.Artifact, getenv, log.With("registry", "grpc")))
+		return newGRPCRegistry(ctx, u, sel.Artifact, getenv, log.With("registry", "grpc"))
 	}
 	return nil, fmt.Errorf("unknown registry scheme %q", u.Scheme)
 }
@@ -402,9 +402,9 @@ func newArtifactStore(ctx context.Context, u *url.URL, getenv func(string) strin
 		base := &url.URL{Scheme: "ghr", Host: u.Host, Path: "/" + firstSegment(u.Path)}
 		return checkedNew(newGitHubRegistry(base, getenv, log.With("store", "github")))
 	case "s3":
-		return checkedNew(newS3Registry(ctx, u, getenv, log.With("store", "s3")))
+		return newS3Store(ctx, u, getenv, log.With("store", "s3"))
 	case "gs":
-		return checkedNew(newGCSRegistry(ctx, u, getenv, log.With("store", "gcs")))
+		return newGCSStore(ctx, u, getenv, log.With("store", "gcs"))
 	case "https", "http":
 		return newHTTPStore(log.With("store", "https")), nil
 	}
