@@ -159,7 +159,8 @@ func newCache(ctx context.Context, raw, root string, getenv func(string) string,
 		if err != nil {
 			return nil, fmt.Errorf("cache %s: %w", red, err)
 		}
-		cs.c, cs.closer, cs.remote = c, c, true
+		cs.c, cs.remote = c, true
+		cs.closer, _ = c.(io.Closer)
 	case "consul":
 		if cs.artifactMax > consulMaxValue-1024 {
 			return nil, fmt.Errorf("cache %s: artifact-max %d is over Consul's 512 KiB value limit", red, cs.artifactMax)

@@ -29,7 +29,7 @@ var _ cache = (*consulCache)(nil)
 // newConsulCache takes consul://host:port/prefix. The address falls back to
 // CONSUL_HTTP_ADDR and the token comes from CONSUL_HTTP_TOKEN, as with the
 // consul command; TLS settings come from the CONSUL_* variables too.
-func newConsulCache(u *url.URL, q url.Values, getenv func(string) string) (*consulCache, error) {
+func newConsulCache(u *url.URL, q url.Values, getenv func(string) string) (cache, error) {
 	cfg := api.DefaultConfig()
 	if v := getenv("CONSUL_HTTP_ADDR"); v != "" {
 		cfg.Address = v

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"strings"
 	"sync"
@@ -22,7 +23,10 @@ type redisCache struct {
 	prefix string
 }
 
-var _ cache = (*redisCache)(nil)
+var (
+	_ cache     = (*redisCache)(nil)
+	_ io.Closer = (*redisCache)(nil) // newCache closes the client at shutdown
+)
 
 // Compare-and-act must happen inside Redis: between a GET and a PEXPIRE
 // from here, the lease may expire and another host take it.
@@ -35,7 +39,7 @@ var (
 // (rediss:// for TLS). It consumes prefix and go-redis's own options from
 // q. Without a password in the URL, REDISCLI_AUTH (redis-cli's variable)
 // supplies one, which keeps it off the command line.
-func newRedisCache(u *url.URL, q url.Values, getenv func(string) string, timeout time.Duration) (*redisCache, error) {
+func newRedisCache(u *url.URL, q url.Values, getenv func(string) string, timeout time.Duration) (cache, error) {
 	if u.Host == "" {
 		// go-redis would quietly use localhost:6379; say which host instead.
 		return nil, fmt.Errorf("want %s://host:port/db", u.Scheme)

@@ -202,19 +202,12 @@ health_path = "/healthz"
 	}
 }
 
-// The shipped example must parse as it is: it documents every key.
+// The shipped example must parse as it is; TestConfigExampleDocumentsEverySetting
+// checks that it documents every key.
 func TestExampleConfigParses(t *testing.T) {
-	c, err := parseArgs([]string{"-c", "dewy.toml.example"}, noEnv)
-	if err != nil {
+	if _, err := parseArgs([]string{"-c", "dewy.toml.example"}, noEnv); err != nil {
 		t.Fatalf("dewy.toml.example: %v", err)
 	}
-	data, _ := os.ReadFile("dewy.toml.example")
-	for _, o := range settings() {
-		if !strings.Contains(string(data), "\n"+o.key+" =") && !strings.Contains(string(data), "\n# "+o.key+" =") {
-			t.Errorf("dewy.toml.example does not document %q", o.key)
-		}
-	}
-	_ = c
 }
 
 func TestParseDurationAndSize(t *testing.T) {

@@ -235,7 +235,7 @@ func (d *deployer) switchTo(ctx context.Context, tag, kind string, req controlRe
 	d.saveState(ctx)
 	d.board.deployed(tag, sum, "", d.state.DeployedAt)
 	d.metrics.current(tag)
-	notifyStatus("serving " + tag)
+	sdStatus("serving " + tag)
 	d.log.Info(fmt.Sprintf("%s to %s done", kind, tag), "from", orNone(from), "by", req.By)
 	e.Outcome = outcomeOK
 	d.send(e)

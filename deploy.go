@@ -177,7 +177,7 @@ func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (
 	d.send(ev)
 	var hooks []hookResult
 	releaseDir := ""
-	notifyStatus("deploying " + rel.Tag)
+	sdStatus("deploying " + rel.Tag)
 	defer func() {
 		ev.Duration, ev.Time = d.now().Sub(start), d.now()
 		if err == nil {
@@ -185,7 +185,7 @@ func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (
 			d.board.deployed(rel.Tag, ev.SHA256, ev.VerifiedBy, d.state.DeployedAt)
 			d.metrics.current(rel.Tag)
 			d.metrics.serving(true)
-			notifyStatus("serving " + rel.Tag)
+			sdStatus("serving " + rel.Tag)
 			ev.Kind, ev.Outcome, ev.Hooks = eventDeployed, "ok", hooks
 			d.send(ev)
 			d.reportToRegistry(rel, ev)
@@ -204,7 +204,7 @@ func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (
 		}
 		d.metrics.observeDeploy(ev.Outcome, ev.Duration)
 		if d.state.Current != "" {
-			notifyStatus("serving " + d.state.Current + "; " + rel.Tag + " failed")
+			sdStatus("serving " + d.state.Current + "; " + rel.Tag + " failed")
 		}
 		ev.Error = err.Error()
 		if d.cfg.FailureHook != "" && ctx.Err() == nil {

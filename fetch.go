@@ -25,6 +25,19 @@ type artifactStore interface {
 	open(ctx context.Context, u *url.URL, offset int64) (io.ReadCloser, int64, error)
 }
 
+// asBackend hands a backend's constructor result on as the plug point's
+// interface I (registry, artifactStore, ...). On error it returns the zero
+// I: a nil *T wrapped in an interface would not compare equal to nil. The
+// conversion cannot fail at run time for a type with a "var _ I = (*T)(nil)"
+// line, which every backend file has.
+func asBackend[I any, T any](b T, err error) (I, error) {
+	if err != nil {
+		var zero I
+		return zero, err
+	}
+	return any(b).(I), nil
+}
+
 // fetchResumes bounds how often one download picks up where a dropped
 // connection left it before the attempt counts as failed.
 const fetchResumes = 3

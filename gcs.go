@@ -42,11 +42,21 @@ var (
 // poll loop's backoff governs anything longer.
 const gcsMaxAttempts = 2
 
-// newGCSRegistry builds a registry from gs://<bucket>/<prefix>, with
+// newGCSRegistry and newGCSStore are gs://'s constructors for the registry
+// and artifact store switches; one gcsRegistry serves as either.
+func newGCSRegistry(ctx context.Context, u *url.URL, getenv func(string) string, log *slog.Logger) (registry, error) {
+	return asBackend[registry](openGCS(ctx, u, getenv, log))
+}
+
+func newGCSStore(ctx context.Context, u *url.URL, getenv func(string) string, log *slog.Logger) (artifactStore, error) {
+	return asBackend[artifactStore](openGCS(ctx, u, getenv, log))
+}
+
+// openGCS builds a registry from gs://<bucket>/<prefix>, with
 // application default credentials. STORAGE_EMULATOR_HOST (host:port or a
 // URL), read through getenv, points it at an emulator, unauthenticated, as
 // the library itself would.
-func newGCSRegistry(ctx context.Context, u *url.URL, getenv func(string) string, log *slog.Logger) (*gcsRegistry, error) {
+func openGCS(ctx context.Context, u *url.URL, getenv func(string) string, log *slog.Logger) (*gcsRegistry, error) {
 	bucket, prefix, err := parseGCSURL(u)
 	if err != nil {
 		return nil, err

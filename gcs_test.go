@@ -116,9 +116,9 @@ func (b *gcsBackend) put(t *testing.T, bucket string, objects map[string][]byte)
 func (b *gcsBackend) registry(t *testing.T, bucket, prefix string) *gcsRegistry {
 	t.Helper()
 	u := &url.URL{Scheme: "gs", Host: bucket, Path: "/" + prefix}
-	r, err := newGCSRegistry(context.Background(), u, b.getenv, discardLogger())
+	r, err := openGCS(context.Background(), u, b.getenv, discardLogger())
 	if err != nil {
-		t.Fatalf("newGCSRegistry(%s): %v", u, err)
+		t.Fatalf("openGCS(%s): %v", u, err)
 	}
 	return r
 }
@@ -223,24 +223,24 @@ func TestGCSURLForms(t *testing.T) {
 		if err != nil {
 			t.Fatalf("parse %q: %v", tc.in, err)
 		}
-		r, err := newGCSRegistry(context.Background(), u, getenv, discardLogger())
+		r, err := openGCS(context.Background(), u, getenv, discardLogger())
 		if tc.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("newGCSRegistry(%q) err = %v, want one containing %q", tc.in, err, tc.wantErr)
+				t.Errorf("openGCS(%q) err = %v, want one containing %q", tc.in, err, tc.wantErr)
 			} else if strings.Contains(err.Error(), "topsecret") {
-				t.Errorf("newGCSRegistry(%q) err = %q repeats the secret", tc.in, err)
+				t.Errorf("openGCS(%q) err = %q repeats the secret", tc.in, err)
 			}
 			continue
 		}
 		if err != nil {
-			t.Errorf("newGCSRegistry(%q): %v", tc.in, err)
+			t.Errorf("openGCS(%q): %v", tc.in, err)
 			continue
 		}
 		if r.bucket != tc.bucket || r.prefix != tc.prefix {
-			t.Errorf("newGCSRegistry(%q) bucket, prefix = %q, %q; want %q, %q", tc.in, r.bucket, r.prefix, tc.bucket, tc.prefix)
+			t.Errorf("openGCS(%q) bucket, prefix = %q, %q; want %q, %q", tc.in, r.bucket, r.prefix, tc.bucket, tc.prefix)
 		}
 		if got := r.objectURL(r.prefix + "x.tar.gz"); got != tc.asset {
-			t.Errorf("newGCSRegistry(%q) asset URL = %q, want %q", tc.in, got, tc.asset)
+			t.Errorf("openGCS(%q) asset URL = %q, want %q", tc.in, got, tc.asset)
 		}
 	}
 }

@@ -56,12 +56,17 @@ const grpcCallTimeout = 30 * time.Second
 // grpcTokenEnv holds the bearer token sent with every call.
 const grpcTokenEnv = "DEWY_GRPC_TOKEN"
 
-// newGRPCRegistry reads grpc://host:port[?no-tls=true|?ca=/path/ca.pem].
+// newGRPCRegistry is grpc://'s constructor for the registry switch.
+func newGRPCRegistry(ctx context.Context, u *url.URL, artifactName string, getenv func(string) string, log *slog.Logger) (registry, error) {
+	return asBackend[registry](openGRPC(ctx, u, artifactName, getenv, log))
+}
+
+// openGRPC reads grpc://host:port[?no-tls=true|?ca=/path/ca.pem].
 // The shared options (pre-release, artifact, track) are removed by the
 // caller, which passes the artifact choice on as artifactName. No connection
 // is made here: the first call dials, so a server that is down at start-up
 // is only a failed poll.
-func newGRPCRegistry(ctx context.Context, u *url.URL, artifactName string, getenv func(string) string, log *slog.Logger) (*grpcRegistry, error) {
+func openGRPC(ctx context.Context, u *url.URL, artifactName string, getenv func(string) string, log *slog.Logger) (*grpcRegistry, error) {
 	where := redactURL(u)
 	if u.User != nil {
 		return nil, fmt.Errorf("grpc registry %s: credentials do not belong in the URL; set %s", where, grpcTokenEnv)

@@ -167,9 +167,9 @@ func newTestGRPCRegistry(t *testing.T, raw, artifact string, env map[string]stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := newGRPCRegistry(t.Context(), u, artifact, func(k string) string { return env[k] }, discardLogger())
+	r, err := openGRPC(t.Context(), u, artifact, func(k string) string { return env[k] }, discardLogger())
 	if err != nil {
-		t.Fatalf("newGRPCRegistry(%s): %v", raw, err)
+		t.Fatalf("openGRPC(%s): %v", raw, err)
 	}
 	t.Cleanup(func() { r.close() })
 	return r
@@ -557,17 +557,17 @@ func TestGRPCRegistryURL(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r, err := newGRPCRegistry(t.Context(), u, "", func(string) string { return tt.token }, discardLogger())
+			r, err := openGRPC(t.Context(), u, "", func(string) string { return tt.token }, discardLogger())
 			if err == nil {
 				r.close()
 			}
 			switch {
 			case tt.wantErr == "" && err != nil:
-				t.Errorf("newGRPCRegistry: %v, want no error", err)
+				t.Errorf("openGRPC: %v, want no error", err)
 			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
-				t.Errorf("newGRPCRegistry error = %v, want it to contain %q", err, tt.wantErr)
+				t.Errorf("openGRPC error = %v, want it to contain %q", err, tt.wantErr)
 			case err != nil && strings.Contains(err.Error(), "hunter2"):
-				t.Errorf("newGRPCRegistry error = %q, want the password left out", err)
+				t.Errorf("openGRPC error = %q, want the password left out", err)
 			}
 		})
 	}

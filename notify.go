@@ -3,16 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -25,11 +22,6 @@ type notifier interface {
 	// carry a token.
 	send(ctx context.Context, e deployEvent) error
 }
-
-var (
-	_ notifier = (*slackNotifier)(nil)
-	_ notifier = (*webhookNotifier)(nil)
-)
 
 const (
 	// notifyQueueLen bounds the events waiting for one notifier. A deploy
@@ -384,23 +376,6 @@ func redactNotifyURL(raw string) string {
 	return s
 }
 
-// webhookSecrets lists the parts of a webhook URL that may be a secret.
-func webhookSecrets(raw, target string) []string {
-	s := []string{raw, target}
-	if u, err := url.Parse(target); err == nil {
-		if p, ok := u.User.Password(); ok {
-			s = append(s, p)
-		}
-		if u.RawQuery != "" {
-			s = append(s, u.RawQuery)
-		}
-		if u.Path != "" && u.Path != "/" {
-			s = append(s, u.EscapedPath(), u.Path)
-		}
-	}
-	return s
-}
-
 // notifyClient refuses redirects: a redirect would carry the token or the
 // event somewhere the operator did not name.
 var notifyClient = &http.Client{
@@ -470,188 +445,6 @@ func (p notifyPoster) post(ctx context.Context, target, what string, header http
 			return 0, nil, fmt.Errorf("%s: rate limited: %w", what, err)
 		}
 	}
-}
-
-// slackNotifier posts with chat.postMessage (https://api.slack.com/methods/chat.postMessage).
-type slackNotifier struct {
-	notifyPoster
-	endpoint string // API base + "chat.postMessage"
-	token    string
-	channel  string
-	title    string
-}
-
-var slackChannelID = regexp.MustCompile(`^[CGD][A-Z0-9]{6,}$`)
-
-// newSlackNotifier reads slack://channel?title=app&quiet=true; slack://#channel works too.
-func newSlackNotifier(u *url.URL, getenv func(string) string) (*slackNotifier, bool, error) {
-	ch := slackChannelOf(u)
-	if ch == "" || strings.ContainsAny(ch, " /") {
-		return nil, false, errors.New("want slack://channel-name or slack://channel-ID")
-	}
-	if !slackChannelID.MatchString(ch) && !strings.HasPrefix(ch, "#") {
-		ch = "#" + ch
-	}
-	q, err := url.ParseQuery(u.RawQuery)
-	if err != nil {
-		return nil, false, fmt.Errorf("bad query: %v", err)
-	}
-	quiet := false
-	for k, v := range q {
-		switch k {
-		case "title":
-			// used below
-		case "quiet":
-			if quiet, err = strconv.ParseBool(v[0]); err != nil {
-				return nil, false, fmt.Errorf("quiet=%q: want true or false", v[0])
-			}
-		default:
-			return nil, false, fmt.Errorf("unknown setting %q (want title or quiet)", k)
-		}
-	}
-	token := strings.TrimSpace(getenv("SLACK_TOKEN"))
-	if token == "" {
-		return nil, false, errors.New("SLACK_TOKEN is not set")
-	}
-	api := getenv("SLACK_API_URL")
-	if api == "" {
-		api = "https://slack.com/api/"
-	}
-	au, err := url.Parse(api)
-	if err != nil || (au.Scheme != "https" && au.Scheme != "http") || au.Host == "" {
-		return nil, false, fmt.Errorf("SLACK_API_URL %q: want an http(s) URL", redactNotifyURL(api))
-	}
-	if !strings.HasSuffix(api, "/") {
-		api += "/"
-	}
-	return &slackNotifier{
-		notifyPoster: notifyPoster{client: notifyClient, sleep: notifySleep},
-		endpoint:     api + "chat.postMessage",
-		token:        token,
-		channel:      ch,
-		title:        q.Get("title"),
-	}, quiet, nil
-}
-
-func slackChannelOf(u *url.URL) string {
-	if u.Host != "" {
-		return u.Host
-	}
-	if u.Fragment != "" {
-		return "#" + u.Fragment
-	}
-	return ""
-}
-
-func (s *slackNotifier) send(ctx context.Context, e deployEvent) error {
-	body, err := json.Marshal(slackMessage(s.channel, s.title, e))
-	if err != nil {
-		return fmt.Errorf("slack: encode message: %w", err)
-	}
-	hdr := http.Header{"Authorization": {"Bearer " + s.token}}
-	status, data, err := s.post(ctx, s.endpoint, "slack chat.postMessage", hdr, body)
-	if err != nil {
-		return err
-	}
-	if status != http.StatusOK {
-		return fmt.Errorf("slack chat.postMessage: HTTP %d", status)
-	}
-	var res struct {
-		OK    bool   `json:"ok"`
-		Error string `json:"error"`
-	}
-	if err := json.Unmarshal(data, &res); err != nil {
-		return fmt.Errorf("slack chat.postMessage: answer is not JSON")
-	}
-	if !res.OK {
-		return fmt.Errorf("slack chat.postMessage to %s: %s", s.channel, slackErrorCode(res.Error))
-	}
-	return nil
-}
-
-// slackErrorCode passes on Slack's error codes (invalid_auth,
-// channel_not_found) and nothing else the answer might echo.
-func slackErrorCode(s string) string {
-	if s == "" || len(s) > 64 || strings.Trim(s, "abcdefghijklmnopqrstuvwxyz_") != "" {
-		return "not ok"
-	}
-	return s
-}
-
-type slackText struct {
-	Type string `json:"type"`
-	Text string `json:"text"`
-}
-
-type slackBlock struct {
-	Type     string      `json:"type"`
-	Text     *slackText  `json:"text,omitempty"`
-	Elements []slackText `json:"elements,omitempty"`
-}
-
-type slackAttachment struct {
-	Color  string       `json:"color"`
-	Blocks []slackBlock `json:"blocks"`
-}
-
-type slackPost struct {
-	Channel     string            `json:"channel"`
-	Text        string            `json:"text"`
-	Attachments []slackAttachment `json:"attachments"`
-}
-
-func slackMessage(channel, title string, e deployEvent) slackPost {
-	app := notifyAppName(title, e)
-	head := notifyHeadline(app, e)
-	blocks := []slackBlock{{Type: "section", Text: &slackText{Type: "mrkdwn", Text: "*" + slackEscape(head) + "*"}}}
-	if e.Error != "" {
-		blocks = append(blocks, slackBlock{Type: "section", Text: &slackText{Type: "mrkdwn", Text: slackCode(e.Error)}})
-	}
-	for _, h := range e.Hooks {
-		if h.ExitCode == 0 && h.Error == "" {
-			continue
-		}
-		txt := fmt.Sprintf("hook %s failed (%s)", h.Name, hookFailure(h))
-		if h.Output != "" {
-			txt += "\n" + slackCode(h.Output)
-		} else {
-			txt = slackEscape(txt)
-		}
-		blocks = append(blocks, slackBlock{Type: "section", Text: &slackText{Type: "mrkdwn", Text: txt}})
-	}
-	if d := notifyDetails(e); d != "" {
-		blocks = append(blocks, slackBlock{Type: "context", Elements: []slackText{{Type: "mrkdwn", Text: slackEscape(d)}}})
-	}
-	fallback := head
-	if e.Error != "" {
-		fallback += ": " + notifyClip(e.Error)
-	}
-	return slackPost{
-		Channel:     channel,
-		Text:        fallback,
-		Attachments: []slackAttachment{{Color: slackColor(e.Kind), Blocks: blocks}},
-	}
-}
-
-func slackColor(kind string) string {
-	switch kind {
-	case eventDeployed:
-		return "good"
-	case eventRolledBack:
-		return "warning"
-	case eventFailed, eventDown:
-		return "danger"
-	}
-	return "#439fe0"
-}
-
-// slackEscape escapes the three characters Slack's mrkdwn treats as markup.
-func slackEscape(s string) string {
-	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
-}
-
-func slackCode(s string) string {
-	return "```" + slackEscape(strings.ReplaceAll(notifyClip(s), "```", "'''")) + "```"
 }
 
 func hookFailure(h hookResult) string {
@@ -745,77 +538,4 @@ func notifyClip(s string) string {
 	h := notifyTextLimit * 2 / 3
 	t := notifyTextLimit - h
 	return strings.ToValidUTF8(s[:h], "") + "\n…\n" + strings.ToValidUTF8(s[len(s)-t:], "")
-}
-
-// webhookNotifier posts a JSON document per event. The text and content
-// fields make it readable as is by Mattermost and Teams (text) and Discord
-// (content).
-type webhookNotifier struct {
-	notifyPoster
-	url  string
-	name string // redacted, for errors
-}
-
-func newWebhookNotifier(u *url.URL) (*webhookNotifier, error) {
-	c := *u
-	c.Scheme = strings.TrimPrefix(u.Scheme, "webhook+")
-	return &webhookNotifier{
-		notifyPoster: notifyPoster{client: notifyClient, sleep: notifySleep},
-		url:          c.String(),
-		name:         redactNotifyURL(u.String()),
-	}, nil
-}
-
-type webhookPayload struct {
-	Event    string  `json:"event"`
-	App      string  `json:"app"`
-	Host     string  `json:"host"`
-	Command  string  `json:"command,omitempty"`
-	User     string  `json:"user,omitempty"`
-	Slot     string  `json:"slot,omitempty"`
-	Version  string  `json:"version"`
-	Previous string  `json:"previous"`
-	Digest   string  `json:"digest"`
-	Verified string  `json:"verified_by,omitempty"`
-	Error    string  `json:"error"`
-	Time     string  `json:"time"`
-	Duration float64 `json:"duration_seconds,omitempty"`
-	Text     string  `json:"text"`
-	Content  string  `json:"content"`
-}
-
-func (w *webhookNotifier) send(ctx context.Context, e deployEvent) error {
-	text := notifyHeadline(notifyAppName("", e), e)
-	if e.Error != "" {
-		text += ": " + notifyClip(e.Error)
-	}
-	body, err := json.Marshal(webhookPayload{
-		Event:    e.Kind,
-		App:      e.App,
-		Host:     e.Host,
-		Command:  e.Command,
-		User:     e.User,
-		Slot:     e.Slot,
-		Version:  e.Version,
-		Previous: e.Previous,
-		Digest:   e.SHA256,
-		Verified: e.VerifiedBy,
-		Error:    e.Error,
-		Time:     e.Time.UTC().Format(time.RFC3339),
-		Duration: e.Duration.Seconds(),
-		Text:     text,
-		// Discord refuses content over 2000 characters.
-		Content: strings.ToValidUTF8(text[:min(len(text), 1900)], ""),
-	})
-	if err != nil {
-		return fmt.Errorf("webhook %s: encode: %w", w.name, err)
-	}
-	status, _, err := w.post(ctx, w.url, "webhook "+w.name, nil, body)
-	if err != nil {
-		return err
-	}
-	if status < 200 || status > 299 {
-		return fmt.Errorf("webhook %s: HTTP %d", w.name, status)
-	}
-	return nil
 }

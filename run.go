@@ -145,7 +145,7 @@ func run(ctx context.Context, cfg *config) error {
 	// Tells systemd (Type=notify) once that the service is up.
 	var readyOnce sync.Once
 	ready := func() {
-		readyOnce.Do(func() { notifyReady("serving " + orNone(board.snapshot().Current)) })
+		readyOnce.Do(func() { sdReady("serving " + orNone(board.snapshot().Current)) })
 	}
 	d.onUpToDate = ready
 
@@ -242,7 +242,7 @@ func run(ctx context.Context, cfg *config) error {
 		current := board.snapshot().Current
 		e := d.event(eventRestarted, current)
 		e.Previous = current
-		err := reloadNotified(ctx, sup.restart, serving)
+		err := sdReload(ctx, sup.restart, serving)
 		if err != nil {
 			log.Error("restart failed; previous process keeps serving", "err", err)
 			e.Outcome, e.Error = "failed", err.Error()
@@ -287,7 +287,7 @@ func run(ctx context.Context, cfg *config) error {
 				}
 			default:
 				log.Info("stopping", "signal", s.String())
-				notifyStopping()
+				sdStopping()
 				stop()
 				wg.Wait()
 				e := d.event(eventStopped, d.stateCurrent())
@@ -304,7 +304,7 @@ func run(ctx context.Context, cfg *config) error {
 				return nil
 			}
 		case err := <-supDone:
-			notifyStopping()
+			sdStopping()
 			stop()
 			wg.Wait()
 			supDone <- err
@@ -347,11 +347,11 @@ func newRegistry(ctx context.Context, u *url.URL, sel selectOptions, getenv func
 	case "ghr":
 		return checkedNew(newGitHubRegistry(u, getenv, log.With("registry", "github")))
 	case "s3":
-		return checkedNew(newS3Registry(ctx, u, getenv, log.With("registry", "s3")))
+		return newS3Registry(ctx, u, getenv, log.With("registry", "s3"))
 	case "gs":
-		return checkedNew(newGCSRegistry(ctx, u, getenv, log.With("registry", "gcs")))
+		return newGCSRegistry(ctx, u, getenv, log.With("registry", "gcs"))
 	case "grpc":
-		return checkedNew(newGRPCRegistry(ctx, u, sel.Artifact, getenv, log.With("registry", "grpc")))
+		return newGRPCRegistry(ctx, u, sel.Artifact, getenv, log.With("registry", "grpc"))
 	}
 	return nil, fmt.Errorf("unknown registry scheme %q", u.Scheme)
 }
@@ -406,9 +406,9 @@ func newArtifactStore(ctx context.Context, u *url.URL, getenv func(string) strin
 		base := &url.URL{Scheme: "ghr", Host: u.Host, Path: "/" + firstSegment(u.Path)}
 		return checkedNew(newGitHubRegistry(base, getenv, log.With("store", "github")))
 	case "s3":
-		return checkedNew(newS3Registry(ctx, u, getenv, log.With("store", "s3")))
+		return newS3Store(ctx, u, getenv, log.With("store", "s3"))
 	case "gs":
-		return checkedNew(newGCSRegistry(ctx, u, getenv, log.With("store", "gcs")))
+		return newGCSStore(ctx, u, getenv, log.With("store", "gcs"))
 	case "https", "http":
 		return newHTTPStore(log.With("store", "https")), nil
 	}

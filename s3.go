@@ -52,12 +52,22 @@ var (
 // backoff governs anything longer.
 const s3MaxAttempts = 2
 
-// newS3Registry builds a registry from s3://<region>/<bucket>/<prefix>.
+// newS3Registry and newS3Store are s3://'s constructors for the registry
+// and artifact store switches; one s3Registry serves as either.
+func newS3Registry(ctx context.Context, u *url.URL, getenv func(string) string, log *slog.Logger) (registry, error) {
+	return asBackend[registry](openS3(ctx, u, getenv, log))
+}
+
+func newS3Store(ctx context.Context, u *url.URL, getenv func(string) string, log *slog.Logger) (artifactStore, error) {
+	return asBackend[artifactStore](openS3(ctx, u, getenv, log))
+}
+
+// openS3 builds a registry from s3://<region>/<bucket>/<prefix>.
 // Credentials come from the SDK's default chain. A custom endpoint for
 // S3-compatible stores comes from the endpoint= option, else from
 // AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL; with one, requests use path-style
 // addressing, which such stores expect.
-func newS3Registry(ctx context.Context, u *url.URL, getenv func(string) string, log *slog.Logger) (*s3Registry, error) {
+func openS3(ctx context.Context, u *url.URL, getenv func(string) string, log *slog.Logger) (*s3Registry, error) {
 	region, bucket, prefix, err := parseS3URL(u)
 	if err != nil {
 		return nil, err

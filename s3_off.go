@@ -5,28 +5,19 @@ package main
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net/url"
 )
 
-// Built with -tags nos3: the AWS SDK is not linked, and s3:// URLs are
-// refused when the configuration is read.
-type s3Registry struct{}
-
-var (
-	_ registry      = (*s3Registry)(nil)
-	_ artifactStore = (*s3Registry)(nil)
-)
-
+// Built with -tags nos3: the AWS SDK is not linked. An s3:// registry is
+// refused with errNoS3 when dewy builds its registry at start (exit 2); an
+// s3:// artifact URL is refused when that artifact is fetched.
 var errNoS3 = errors.New("s3:// support left out of this build (built with -tags nos3)")
 
-func newS3Registry(context.Context, *url.URL, func(string) string, *slog.Logger) (*s3Registry, error) {
+func newS3Registry(context.Context, *url.URL, func(string) string, *slog.Logger) (registry, error) {
 	return nil, errNoS3
 }
 
-func (*s3Registry) releases(context.Context) ([]release, error) { return nil, errNoS3 }
-
-func (*s3Registry) open(context.Context, *url.URL, int64) (io.ReadCloser, int64, error) {
-	return nil, 0, errNoS3
+func newS3Store(context.Context, *url.URL, func(string) string, *slog.Logger) (artifactStore, error) {
+	return nil, errNoS3
 }

@@ -129,9 +129,9 @@ func (b *s3Backend) registry(t *testing.T, bucket, prefix string, getenv func(st
 	t.Helper()
 	u := &url.URL{Scheme: "s3", Host: s3TestRegion, Path: "/" + bucket + "/" + prefix,
 		RawQuery: url.Values{"endpoint": {b.endpoint}}.Encode()}
-	r, err := newS3Registry(context.Background(), u, getenv, discardLogger())
+	r, err := openS3(context.Background(), u, getenv, discardLogger())
 	if err != nil {
-		t.Fatalf("newS3Registry(%s): %v", u, err)
+		t.Fatalf("openS3(%s): %v", u, err)
 	}
 	return r
 }
@@ -190,9 +190,9 @@ func TestS3AccessDenied(t *testing.T) {
 		u := &url.URL{Scheme: "s3", Host: s3TestRegion, Path: "/" + bucket + "/app",
 			RawQuery: url.Values{"endpoint": {b.endpoint}}.Encode()}
 		log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		r, err := newS3Registry(context.Background(), u, tc.getenv, log)
+		r, err := openS3(context.Background(), u, tc.getenv, log)
 		if err != nil {
-			t.Fatalf("%s: newS3Registry: %v", tc.name, err)
+			t.Fatalf("%s: openS3: %v", tc.name, err)
 		}
 		_, listErr := r.releases(t.Context())
 		obj, _ := url.Parse(r.objectURL("app/v1.0.0/app.tar.gz"))
@@ -226,9 +226,9 @@ func TestS3EndpointFromEnvironment(t *testing.T) {
 	bucket := b.bucket(t)
 	b.put(t, bucket, map[string][]byte{"v1.0.0/app.tar.gz": []byte("artifact")})
 	u := &url.URL{Scheme: "s3", Host: s3TestRegion, Path: "/" + bucket}
-	r, err := newS3Registry(context.Background(), u, b.getenv("AWS_ENDPOINT_URL", b.endpoint), discardLogger())
+	r, err := openS3(context.Background(), u, b.getenv("AWS_ENDPOINT_URL", b.endpoint), discardLogger())
 	if err != nil {
-		t.Fatalf("newS3Registry: %v", err)
+		t.Fatalf("openS3: %v", err)
 	}
 	rels, err := r.releases(t.Context())
 	if err != nil || len(rels) != 1 || len(rels[0].Assets) != 1 {
@@ -280,24 +280,24 @@ func TestS3URLForms(t *testing.T) {
 		if err != nil {
 			t.Fatalf("parse %q: %v", tc.in, err)
 		}
-		r, err := newS3Registry(context.Background(), u, getenv, discardLogger())
+		r, err := openS3(context.Background(), u, getenv, discardLogger())
 		if tc.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("newS3Registry(%q) err = %v, want one containing %q", tc.in, err, tc.wantErr)
+				t.Errorf("openS3(%q) err = %v, want one containing %q", tc.in, err, tc.wantErr)
 			} else if strings.Contains(err.Error(), "topsecret") {
-				t.Errorf("newS3Registry(%q) err = %q repeats the secret", tc.in, err)
+				t.Errorf("openS3(%q) err = %q repeats the secret", tc.in, err)
 			}
 			continue
 		}
 		if err != nil {
-			t.Errorf("newS3Registry(%q): %v", tc.in, err)
+			t.Errorf("openS3(%q): %v", tc.in, err)
 			continue
 		}
 		if r.bucket != tc.bucket || r.prefix != tc.prefix {
-			t.Errorf("newS3Registry(%q) bucket, prefix = %q, %q; want %q, %q", tc.in, r.bucket, r.prefix, tc.bucket, tc.prefix)
+			t.Errorf("openS3(%q) bucket, prefix = %q, %q; want %q, %q", tc.in, r.bucket, r.prefix, tc.bucket, tc.prefix)
 		}
 		if got := r.objectURL(r.prefix + "x.tar.gz"); got != tc.asset {
-			t.Errorf("newS3Registry(%q) asset URL = %q, want %q", tc.in, got, tc.asset)
+			t.Errorf("openS3(%q) asset URL = %q, want %q", tc.in, got, tc.asset)
 		}
 	}
 }
@@ -306,7 +306,7 @@ func TestS3URLForms(t *testing.T) {
 // asset URL must not send them to a server the registry was not set up for.
 func TestS3OpenRejectsForeignEndpoint(t *testing.T) {
 	u, _ := url.Parse("s3://us-east-1/b/app?endpoint=http%3A%2F%2F127.0.0.1%3A1")
-	r, err := newS3Registry(context.Background(), u, func(string) string { return "" }, discardLogger())
+	r, err := openS3(context.Background(), u, func(string) string { return "" }, discardLogger())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,21 +28,21 @@ func sdNotify(state string) error {
 	return nil
 }
 
-// A notifySocket is the NOTIFY_SOCKET dewy gives one generation of the
+// A readySocket is the NOTIFY_SOCKET dewy gives one generation of the
 // child. It lives in the abstract namespace, so nothing is left on disk, and
 // it only believes datagrams whose kernel-attested sender is the child itself
 // (SCM_CREDENTIALS): a READY=1 from a helper the child spawned, or from
 // another generation, does not count.
-type notifySocket struct {
+type readySocket struct {
 	addr  string
 	conn  *net.UnixConn
 	ready chan struct{} // closed at the child's first READY=1
 	once  sync.Once
 }
 
-// listenNotify opens a notify socket, or returns nil when this system cannot
+// listenReady opens a readiness socket, or returns nil when this system cannot
 // tell who sent a datagram.
-func listenNotify() (*notifySocket, error) {
+func listenReady() (*readySocket, error) {
 	if !canCheckSender {
 		return nil, nil
 	}
@@ -55,13 +55,13 @@ func listenNotify() (*notifySocket, error) {
 		c.Close()
 		return nil, fmt.Errorf("notify socket: %w", err)
 	}
-	return &notifySocket{addr: addr, conn: c, ready: make(chan struct{})}, nil
+	return &readySocket{addr: addr, conn: c, ready: make(chan struct{})}, nil
 }
 
 // serve reads datagrams until the socket is closed, watching for READY=1
 // from pid. Datagrams sent before the child's pid was known wait in the
 // socket's buffer.
-func (n *notifySocket) serve(pid int) {
+func (n *readySocket) serve(pid int) {
 	buf := make([]byte, 4096)
 	oob := make([]byte, 1024)
 	for {
@@ -81,4 +81,4 @@ func (n *notifySocket) serve(pid int) {
 	}
 }
 
-func (n *notifySocket) close() { n.conn.Close() }
+func (n *readySocket) close() { n.conn.Close() }

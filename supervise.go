@@ -60,7 +60,7 @@ func isInterrupted(err error) bool {
 //     swapping on someone else's answer.
 //   - otherwise it is ready when it says READY=1 on its own NOTIFY_SOCKET,
 //     which dewy opens per generation and believes only from the child's
-//     pid (see notifySocket and execShim), or when it has stayed up for
+//     pid (see readySocket and execShim), or when it has stayed up for
 //     ReadyDelay, whichever comes first. Once any generation has said
 //     READY=1, later ones must say it and ReadyDelay no longer counts: the
 //     app has shown it knows how, and a premature swap is worse than a
@@ -100,12 +100,12 @@ type supervisor struct {
 	exitC  chan *child
 	readyC chan readyEvent
 	drainC chan *child
-	// notifiedC carries a child's first READY=1, whenever it comes: a
+	// saidReadyC carries a child's first READY=1, whenever it comes: a
 	// late one still tells dewy that the app speaks sd_notify.
-	notifiedC chan *child
-	drainedC  chan *child // proxy mode: nothing is in flight to the child any more
-	proxyDown chan struct{}
-	done      chan struct{} // closed when run returns
+	saidReadyC chan *child
+	drainedC   chan *child // proxy mode: nothing is in flight to the child any more
+	proxyDown  chan struct{}
+	done       chan struct{} // closed when run returns
 }
 
 // A request asks run to start a new generation.
@@ -119,16 +119,16 @@ type request struct {
 // A child is one generation of the application. The fields below the blank
 // line belong to run.
 type child struct {
-	gen      int
-	version  string
-	cmd      *exec.Cmd
-	pid      int
-	started  time.Time
-	health   string        // address of its private probe listener, "" without HealthPath
-	upstream string        // proxy mode: the private port it listens on itself
-	notify   *notifySocket // nil where the sender of a datagram cannot be checked
-	dead     chan struct{} // closed once the process has exited
-	waitErr  error         // off Linux: Wait's result, set before dead closes
+	gen       int
+	version   string
+	cmd       *exec.Cmd
+	pid       int
+	started   time.Time
+	health    string        // address of its private probe listener, "" without HealthPath
+	upstream  string        // proxy mode: the private port it listens on itself
+	readySock *readySocket  // nil where the sender of a datagram cannot be checked
+	dead      chan struct{} // closed once the process has exited
+	waitErr   error         // off Linux: Wait's result, set before dead closes
 
 	stopping bool
 	reaped   bool
@@ -208,7 +208,7 @@ func newSupervisor(cfg serverConfig, log *slog.Logger) (*supervisor, error) {
 		exitC:        make(chan *child),
 		readyC:       make(chan readyEvent),
 		drainC:       make(chan *child),
-		notifiedC:    make(chan *child),
+		saidReadyC:   make(chan *child),
 		drainedC:     make(chan *child),
 		proxyDown:    make(chan struct{}),
 		done:         make(chan struct{}),
@@ -318,8 +318,8 @@ func (s *supervisor) run(ctx context.Context) error {
 		case <-l.restartC:
 			l.restartC = nil
 			l.restartCrashed()
-		case c := <-s.notifiedC:
-			l.learnNotify(c)
+		case c := <-s.saidReadyC:
+			l.learnSdNotify(c)
 		case c := <-s.drainedC:
 			l.stop(c)
 		case <-s.proxyDown:
@@ -343,24 +343,24 @@ func (s *supervisor) run(ctx context.Context) error {
 
 // loop is the state run owns.
 type loop struct {
-	s           *supervisor
-	gen         int
-	children    map[*child]bool // started and not yet reaped
-	live        *child          // the generation serving; nil before the first activation or after a crash
-	version     string          // the release live runs, or last ran
-	act         *activation     // at most one at a time
-	queue       []request       // requests waiting for act to finish
-	backoff     time.Duration   // last crash-restart delay
-	restartT    *time.Timer
-	restartC    <-chan time.Time
-	restartAt   time.Time
-	downT       *time.Timer
-	downC       <-chan time.Time
-	refusing    bool // the sockets refuse connections: nothing serves
-	down        bool // observers were told that nothing serves
-	notifyAware bool // a generation has said READY=1
-	halted      bool // no more children: shutting down, or killed
-	restarts    int  // crash restarts and restart requests served
+	s              *supervisor
+	gen            int
+	children       map[*child]bool // started and not yet reaped
+	live           *child          // the generation serving; nil before the first activation or after a crash
+	version        string          // the release live runs, or last ran
+	act            *activation     // at most one at a time
+	queue          []request       // requests waiting for act to finish
+	backoff        time.Duration   // last crash-restart delay
+	restartT       *time.Timer
+	restartC       <-chan time.Time
+	restartAt      time.Time
+	downT          *time.Timer
+	downC          <-chan time.Time
+	refusing       bool // the sockets refuse connections: nothing serves
+	down           bool // observers were told that nothing serves
+	speaksSdNotify bool // a generation has said READY=1
+	halted         bool // no more children: shutting down, or killed
+	restarts       int  // crash restarts and restart requests served
 }
 
 // observe tells the observers which child serves now.
@@ -453,9 +453,9 @@ func (l *loop) launch(p *activation) {
 	ctx, cancel := context.WithTimeoutCause(p.req.ctx, s.cfg.HealthTimeout,
 		fmt.Errorf("not ready within %s", s.cfg.HealthTimeout))
 	p.cancel = cancel
-	requireNotify := l.notifyAware && c.notify != nil
+	requireReady := l.speaksSdNotify && c.readySock != nil
 	go func() {
-		via, err := s.waitReady(ctx, c, requireNotify)
+		via, err := s.waitReady(ctx, c, requireReady)
 		select {
 		case s.readyC <- readyEvent{c: c, via: via, err: err}:
 		case <-s.done:
@@ -481,7 +481,7 @@ func (l *loop) ready(ev readyEvent) {
 		return
 	}
 	if ev.via == "notify" {
-		l.learnNotify(c)
+		l.learnSdNotify(c)
 	}
 	s.log.Info("child ready", "gen", c.gen, "pid", c.pid, "version", p.version, "via", ev.via,
 		"after", time.Since(c.started).Round(time.Millisecond))
@@ -541,8 +541,8 @@ func (l *loop) exited(c *child) {
 	if c.drain != nil {
 		c.drain.Stop()
 	}
-	if c.notify != nil {
-		c.notify.close()
+	if c.readySock != nil {
+		c.readySock.close()
 	}
 	if s.proxy != nil {
 		s.proxy.gone(c.gen)
@@ -610,13 +610,13 @@ func (l *loop) finish(p *activation, err error) {
 	}
 }
 
-// learnNotify records that c said READY=1: from then on every generation
+// learnSdNotify records that c said READY=1: from then on every generation
 // must say it, even one that was declared ready by ReadyDelay first.
-func (l *loop) learnNotify(c *child) {
-	if l.notifyAware {
+func (l *loop) learnSdNotify(c *child) {
+	if l.speaksSdNotify {
 		return
 	}
-	l.notifyAware = true
+	l.speaksSdNotify = true
 	l.s.log.Info("child speaks sd_notify; later generations must send READY=1", "gen", c.gen)
 }
 
@@ -796,12 +796,12 @@ func (l *loop) start(version string) (*child, error) {
 	}
 	env = append(env, "SERVER_STARTER_GENERATION="+strconv.Itoa(c.gen))
 	env = append(env, extraEnv...)
-	n, err := listenNotify()
+	n, err := listenReady()
 	if err != nil {
 		return nil, err
 	}
 	if n != nil {
-		c.notify = n
+		c.readySock = n
 		env = append(env, "NOTIFY_SOCKET="+n.addr)
 	}
 
@@ -831,7 +831,7 @@ func (l *loop) start(version string) (*child, error) {
 			select {
 			case <-n.ready:
 				select {
-				case s.notifiedC <- c:
+				case s.saidReadyC <- c:
 				case <-s.done:
 				}
 			case <-c.dead:
@@ -861,29 +861,29 @@ func childEnv(base, extra []string) []string {
 
 // waitReady returns once c is ready, as the supervisor's comment describes,
 // or an error when ctx ends first.
-func (s *supervisor) waitReady(ctx context.Context, c *child, requireNotify bool) (string, error) {
+func (s *supervisor) waitReady(ctx context.Context, c *child, requireReady bool) (string, error) {
 	if s.cfg.HealthPath != "" {
 		return "health", s.probe(ctx, c)
 	}
-	var notified <-chan struct{}
-	if c.notify != nil {
-		notified = c.notify.ready
+	var saidReady <-chan struct{}
+	if c.readySock != nil {
+		saidReady = c.readySock.ready
 	}
 	var delay <-chan time.Time
-	if !requireNotify {
+	if !requireReady {
 		t := time.NewTimer(s.cfg.ReadyDelay)
 		defer t.Stop()
 		delay = t.C
 	}
 	select {
-	case <-notified:
+	case <-saidReady:
 		return "notify", nil
 	case <-delay:
 		return "delay", nil
 	case <-c.dead:
 		return "", errors.New("exited")
 	case <-ctx.Done():
-		if requireNotify {
+		if requireReady {
 			return "", fmt.Errorf("%w: no READY=1 on NOTIFY_SOCKET", context.Cause(ctx))
 		}
 		return "", context.Cause(ctx)

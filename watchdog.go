@@ -19,10 +19,10 @@ import (
 // missing READY=1 or WATCHDOG=1 by itself (start timeout, watchdog timeout)
 // and says so in its own log, and a deploy must not fail over it.
 
-// notifyReady says dewy is up: the first child is healthy, or for assets
+// sdReady says dewy is up: the first child is healthy, or for assets
 // the first deploy (or the finding that nothing needs deploying) is done.
 // Send it again after a reload. status, if any, goes along as STATUS=.
-func notifyReady(status string) {
+func sdReady(status string) {
 	msg := "READY=1"
 	if status != "" {
 		msg += "\nSTATUS=" + statusText(status)
@@ -30,10 +30,10 @@ func notifyReady(status string) {
 	sdNotify(msg)
 }
 
-// notifyReloading goes before a restart on SIGHUP. systemd 253 and later
+// sdReloading goes before a restart on SIGHUP. systemd 253 and later
 // (Type=notify-reload) want the CLOCK_MONOTONIC time with it, to tell this
-// reload from one it asked for earlier; notifyReady ends the reload.
-func notifyReloading() {
+// reload from one it asked for earlier; sdReady ends the reload.
+func sdReloading() {
 	msg := "RELOADING=1"
 	if us, ok := monotonicUsec(); ok {
 		msg += "\nMONOTONIC_USEC=" + strconv.FormatInt(us, 10)
@@ -41,23 +41,23 @@ func notifyReloading() {
 	sdNotify(msg)
 }
 
-// reloadNotified runs restart between RELOADING=1 and READY=1, for SIGHUP
+// sdReload runs restart between RELOADING=1 and READY=1, for SIGHUP
 // and POST /restart alike. READY=1 follows a failed restart too: the
 // previous process keeps serving, and systemd would otherwise wait for the
 // reload to end until its timeout. status is asked afterwards, so it can
 // name the release that serves then.
-func reloadNotified(ctx context.Context, restart func(context.Context) error, status func() string) error {
-	notifyReloading()
+func sdReload(ctx context.Context, restart func(context.Context) error, status func() string) error {
+	sdReloading()
 	err := restart(ctx)
-	notifyReady(status())
+	sdReady(status())
 	return err
 }
 
-// notifyStopping says dewy has begun to shut down.
-func notifyStopping() { sdNotify("STOPPING=1") }
+// sdStopping says dewy has begun to shut down.
+func sdStopping() { sdNotify("STOPPING=1") }
 
-// notifyStatus sets the one-line status `systemctl status` shows.
-func notifyStatus(s string) { sdNotify("STATUS=" + statusText(s)) }
+// sdStatus sets the one-line status `systemctl status` shows.
+func sdStatus(s string) { sdNotify("STATUS=" + statusText(s)) }
 
 // statusText keeps a status on one line: a newline in it (a tag, an error
 // text) would start another assignment, such as READY=1.

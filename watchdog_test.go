@@ -47,38 +47,38 @@ func nextDatagram(t *testing.T, c *net.UnixConn) string {
 func TestWatchdogSdNotifyMessages(t *testing.T) {
 	c := fakeServiceManager(t)
 
-	notifyReady("serving v1.2.0")
+	sdReady("serving v1.2.0")
 	if got, want := nextDatagram(t, c), "READY=1\nSTATUS=serving v1.2.0"; got != want {
-		t.Errorf("notifyReady = %q, want %q", got, want)
+		t.Errorf("sdReady = %q, want %q", got, want)
 	}
 
 	before, _ := monotonicUsec()
-	notifyReloading()
+	sdReloading()
 	after, _ := monotonicUsec()
 	got := nextDatagram(t, c)
 	rest, ok := strings.CutPrefix(got, "RELOADING=1\nMONOTONIC_USEC=")
 	if !ok {
-		t.Fatalf("notifyReloading = %q, want RELOADING=1 then MONOTONIC_USEC=", got)
+		t.Fatalf("sdReloading = %q, want RELOADING=1 then MONOTONIC_USEC=", got)
 	}
 	us, err := strconv.ParseInt(rest, 10, 64)
 	if err != nil || us < before || us > after {
 		t.Errorf("MONOTONIC_USEC = %q, want a CLOCK_MONOTONIC time between %d and %d", rest, before, after)
 	}
 
-	notifyReady("")
+	sdReady("")
 	if got := nextDatagram(t, c); got != "READY=1" {
-		t.Errorf("notifyReady after reload = %q, want READY=1", got)
+		t.Errorf("sdReady after reload = %q, want READY=1", got)
 	}
 
 	// A tag is the registry's data: its newline must not smuggle in a state.
-	notifyStatus("deploying v1.3.0\nREADY=1")
+	sdStatus("deploying v1.3.0\nREADY=1")
 	if got, want := nextDatagram(t, c), "STATUS=deploying v1.3.0 READY=1"; got != want {
-		t.Errorf("notifyStatus = %q, want %q", got, want)
+		t.Errorf("sdStatus = %q, want %q", got, want)
 	}
 
-	notifyStopping()
+	sdStopping()
 	if got := nextDatagram(t, c); got != "STOPPING=1" {
-		t.Errorf("notifyStopping = %q, want STOPPING=1", got)
+		t.Errorf("sdStopping = %q, want STOPPING=1", got)
 	}
 }
 
@@ -86,7 +86,7 @@ func TestWatchdogSdNotifyReload(t *testing.T) {
 	c := fakeServiceManager(t)
 	for _, restartErr := range []error{nil, errors.New("activate v1.2.0: not ready within 30s")} {
 		restarted := false
-		err := reloadNotified(context.Background(), func(context.Context) error {
+		err := sdReload(context.Background(), func(context.Context) error {
 			// The service manager must hear RELOADING=1 before the restart begins.
 			if got := nextDatagram(t, c); !strings.HasPrefix(got, "RELOADING=1\nMONOTONIC_USEC=") {
 				t.Errorf("before the restart: %q, want RELOADING=1 with MONOTONIC_USEC", got)
@@ -95,7 +95,7 @@ func TestWatchdogSdNotifyReload(t *testing.T) {
 			return restartErr
 		}, func() string { return "serving v1.2.0" })
 		if !restarted || err != restartErr {
-			t.Errorf("reloadNotified = %v (restarted %v), want %v from the restart", err, restarted, restartErr)
+			t.Errorf("sdReload = %v (restarted %v), want %v from the restart", err, restarted, restartErr)
 		}
 		if got, want := nextDatagram(t, c), "READY=1\nSTATUS=serving v1.2.0"; got != want {
 			t.Errorf("after a restart returning %v: %q, want %q", restartErr, got, want)
