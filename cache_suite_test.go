@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -354,10 +353,7 @@ func TestCacheSuiteConsul(t *testing.T) {
 func testCachedArtifactCorruption(t *testing.T, raw string) {
 	ctx := t.Context()
 	dir := t.TempDir()
-	reg, err := newFileRegistry(&url.URL{Scheme: "file", Path: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg := settledFileRegistry(t, dir)
 	files := siteRelease(t, "v1.0.0")
 	publishDir(t, dir, []suiteRelease{{Tag: "v1.0.0", Files: files}})
 	const name = "site_1.0.0_linux_amd64.tar.gz"

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // appRelease packs a build of testdata/app (v1 or v2) as a release for this
@@ -143,11 +144,23 @@ func TestE2EServerFirstDeployFailsThenRecovers(t *testing.T) {
 	publishDir(t, reg, []suiteRelease{{Tag: "v1.0.0", Files: appRelease(t, "v1.0.0", "v1", "-exit-at-once")}})
 	cmd, out := startServer(t, reg, root, addr, "--health-timeout", "5s")
 	waitFor(t, out, "nothing serves; refusing connections")
-	if c, err := net.Dial("tcp", addr); err == nil {
-		c.Close()
-		t.Fatalf("dial %s while nothing serves: connected, want refused", addr)
-	} else if !errors.Is(err, syscall.ECONNREFUSED) {
-		t.Fatalf("dial %s while nothing serves: %v, want connection refused", addr, err)
+	// Each retry listens again while its process starts; between retries,
+	// which back off, connections are refused.
+	refused := false
+	for deadline := time.Now().Add(3 * time.Minute); !refused && time.Now().Before(deadline); {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("dial %s while nothing serves: %v, want connection refused", addr, err)
+		}
+		refused = true
+	}
+	if !refused {
+		t.Fatalf("dial %s: never refused while nothing served", addr)
 	}
 	// Tried again on its own, without waiting for the hour-long interval.
 	waitForCount(t, out, "deploying v1.0.0", 2)
