@@ -62,7 +62,7 @@ type notifyQueue struct {
 type notifyTarget struct {
 	name    string // redacted URL, for logs
 	n       notifier
-	quiet   bool // only failures and rollbacks
+	quiet   bool // only failures, rollbacks and down
 	ch      chan deployEvent
 	log     *slog.Logger
 	scrub   func(string) string
