@@ -244,9 +244,12 @@ func (d *tpDewy) stop(t *testing.T) {
 // connections, one opening a connection per request so that every process
 // accepting on the shared socket gets some.
 //
-// A request that gets no 200 is a failure, with one exception, counted as a
-// close race: a POST sent on a reused connection that failed with EOF or a
-// reset before a single byte of response arrived. That is an idle
+// A request that gets no 200 is a failure, with two exceptions counted
+// apart and allowed only from an app that calls http.Server.Shutdown: a
+// request on a fresh connection that the app closed before answering
+// (Shutdown closes a connection whose first request it has not read yet),
+// and the close race: a POST sent on a reused connection that failed with
+// EOF or a reset before a single byte of response arrived. That is an idle
 // keep-alive connection the server closed as the request went out, which
 // HTTP/1.1 cannot tell from a lost request; a client resends GETs in that
 // case on its own (and so must the load: GETs never count as close races),
@@ -262,6 +265,7 @@ type tpLoad struct {
 	ok        int
 	failed    int
 	raced     int
+	unread    int // requests on a fresh connection closed before any answer
 	errs      []string
 	byVersion map[string]*versionAnswers
 }
@@ -348,6 +352,10 @@ func (l *tpLoad) one(client *http.Client, post bool) {
 		return
 	case post && reused && !answered && isCloseRace(err):
 		l.raced++
+	case !reused && !answered && isCloseRace(err):
+		// net/http's Shutdown closes, unanswered, a connection it
+		// accepted but whose first request it had not read yet.
+		l.unread++
 	default:
 		l.failed++
 	}
@@ -395,10 +403,13 @@ func (l *tpLoad) check(t *testing.T, tp thirdParty) {
 	for v, a := range l.byVersion {
 		versions = append(versions, fmt.Sprintf("%s %d", v, a.n))
 	}
-	t.Logf("load: %d ok (%s), %d failed, %d POSTs lost to the keep-alive close race",
-		l.ok, strings.Join(versions, ", "), l.failed, l.raced)
+	t.Logf("load: %d ok (%s), %d failed, %d POSTs lost to the keep-alive close race, %d fresh connections closed unread by the app",
+		l.ok, strings.Join(versions, ", "), l.failed, l.raced, l.unread)
 	if l.failed != 0 {
 		t.Errorf("%d failed requests, want 0; first: %q", l.failed, l.errs)
+	}
+	if l.unread != 0 && !tp.closeRace {
+		t.Errorf("%d fresh connections closed unread, want 0 from an app that drains; first: %q", l.unread, l.errs)
 	}
 	if l.raced != 0 && !tp.closeRace {
 		t.Errorf("%d POSTs lost to the keep-alive close race, want 0 from an app that drains; first: %q", l.raced, l.errs)
