@@ -190,6 +190,10 @@ func (s *supervisor) probeOnce(ctx context.Context, c *child, addr string, owned
 		}
 		return probeFailed, "connection closed without an answer: " + err.Error()
 	}
+	// The status is the verdict. A body without a length (some servers
+	// answer errors so and keep the connection open) must not hold the
+	// probe until its deadline.
+	conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	if resp.StatusCode/100 == 2 {

@@ -963,8 +963,8 @@ func (l *loop) goDown() {
 	if l.restartC != nil {
 		next = "until the restart in " + time.Until(l.restartAt).Round(100*time.Millisecond).String()
 	}
-	s.log.Warn("nothing serves; refusing connections "+next, "why", why)
 	pauseListeners(s.lns, s.log)
+	s.log.Warn("nothing serves; refusing connections "+next, "why", why)
 	if !l.down && s.onDown != nil {
 		s.onDown(true, l.version, why)
 	}
