@@ -155,14 +155,7 @@ func TestNothingServingRefuses(t *testing.T) {
 // A restart asked for while a deploy's activation is gated waits its turn
 // instead of being refused, and the deploy still succeeds.
 func TestRestartDuringActivationWaits(t *testing.T) {
-	e := newTestEnv(t)
-	e.release(t, "v1", "v1")
-	e.release(t, "v2", "v2", "-listen-after=1s")
-	addr := "127.0.0.1:" + freePortNumber(t)
-	e.use(t, "v1")
-	s := startSupervisor(t, e.config(addr), nil)
-	s.activate(t, "v1")
-	e.use(t, "v2")
+	e, s, addr := liveThenSlow(t, "1s")
 	act := make(chan error, 1)
 	go func() { act <- s.supervisor.activate(context.Background(), "v2") }()
 	waitStarted(t, s, "v2")
@@ -202,16 +195,24 @@ func waitStarted(t *testing.T, s *testSup, version string) {
 	}
 }
 
-// Stopping dewy during a gate is not a verdict on the release.
-func TestStopDuringGateIsNoVerdict(t *testing.T) {
+// liveThenSlow serves v1 and points current at v2, which starts listening
+// only after listenAfter, so that its activation stays gated a while.
+func liveThenSlow(t *testing.T, listenAfter string) (*testEnv, *testSup, string) {
+	t.Helper()
 	e := newTestEnv(t)
 	e.release(t, "v1", "v1")
-	e.release(t, "v2", "v2", "-listen-after=30s")
+	e.release(t, "v2", "v2", "-listen-after="+listenAfter)
 	addr := "127.0.0.1:" + freePortNumber(t)
 	e.use(t, "v1")
 	s := startSupervisor(t, e.config(addr), nil)
 	s.activate(t, "v1")
 	e.use(t, "v2")
+	return e, s, addr
+}
+
+// Stopping dewy during a gate is not a verdict on the release.
+func TestStopDuringGateIsNoVerdict(t *testing.T) {
+	_, s, _ := liveThenSlow(t, "30s")
 	ctx, cancel := context.WithCancel(context.Background())
 	act := make(chan error, 1)
 	go func() { act <- s.supervisor.activate(ctx, "v2") }()
