@@ -2,7 +2,7 @@ package main
 
 // Operator controls: rollback, pause, resume and pin, on this host or, with
 // a shared cache, on the whole fleet. They arrive over the admin endpoint
-// and run under the deployer's lock, so a control never races a deploy.
+// as requests to the deployer's loop, so a control never races a deploy.
 
 import (
 	"context"
@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -60,28 +59,72 @@ var (
 	errControl = errors.New("cannot do that")
 )
 
-// control carries out req. It waits for a deploy in progress to end, but
-// first tells one that is only waiting for a fleet deploy slot to give up.
+// control asks the deployer's loop to carry out req and waits for its
+// answer. A deploy in progress ends first, but one that is only waiting
+// for a fleet deploy slot gives way.
 func (d *deployer) control(ctx context.Context, req controlRequest) (string, error) {
+	c := ctlCall{ctx: ctx, req: req, reply: make(chan ctlAnswer, 1)}
+	if err := ask(ctx, d, d.ctlC, c); err != nil {
+		return "", err
+	}
+	select {
+	case a := <-c.reply:
+		return a.msg, a.err
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// errLoopDone answers a request that arrives after the loop stopped.
+var errLoopDone = errors.New("dewy is stopping")
+
+// ask hands r to the loop over ch, first telling a deploy that only waits
+// for a fleet deploy slot to give way to it.
+func ask[T any](ctx context.Context, d *deployer, ch chan<- T, r T) error {
 	d.ctlWaiting.Add(1)
+	defer d.ctlWaiting.Add(-1)
 	select {
 	case d.ctlPoke <- struct{}{}:
 	default:
 	}
-	d.mu.Lock()
-	d.ctlWaiting.Add(-1)
-	defer d.mu.Unlock()
-	switch req.Action {
-	case "rollback":
-		return d.rollback(ctx, req)
-	case "pin":
-		return d.pin(ctx, req)
-	case "pause":
-		return d.pause(ctx, req)
-	case "resume":
-		return d.resume(ctx, req)
+	select {
+	case ch <- r:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-d.loopDone:
+		return errLoopDone
 	}
-	return "", fmt.Errorf("%w: unknown action %q", errControl, req.Action)
+}
+
+// ctlCall is an operator's control request on its way to the loop.
+type ctlCall struct {
+	ctx   context.Context
+	req   controlRequest
+	reply chan ctlAnswer
+}
+
+type ctlAnswer struct {
+	msg string
+	err error
+}
+
+// serveControl carries out one control request; only the loop calls it.
+func (d *deployer) serveControl(c ctlCall) {
+	var a ctlAnswer
+	switch c.req.Action {
+	case "rollback":
+		a.msg, a.err = d.rollback(c.ctx, c.req)
+	case "pin":
+		a.msg, a.err = d.pin(c.ctx, c.req)
+	case "pause":
+		a.msg, a.err = d.pause(c.ctx, c.req)
+	case "resume":
+		a.msg, a.err = d.resume(c.ctx, c.req)
+	default:
+		a.err = fmt.Errorf("%w: unknown action %q", errControl, c.req.Action)
+	}
+	c.reply <- a
 }
 
 func (d *deployer) rollback(ctx context.Context, req controlRequest) (string, error) {
@@ -126,7 +169,7 @@ func (d *deployer) pin(ctx context.Context, req controlRequest) (string, error) 
 	} else {
 		e := d.event(eventPinned, req.To)
 		e.By, e.Outcome, e.Previous = req.By, outcomeOK, req.To
-		d.send(e)
+		d.obs.event(e)
 	}
 	reason := req.Reason
 	d.state.Paused = &pauseInfo{Reason: reason, By: req.By, At: d.now().UTC(), Pin: req.To}
@@ -147,13 +190,13 @@ func (d *deployer) pause(ctx context.Context, req controlRequest) (string, error
 			return "", fmt.Errorf("pause --fleet: %w", err)
 		}
 		e.Fleet = true
-		d.send(e)
+		d.obs.event(e)
 		return "fleet paused: no host starts a new deploy until dewy resume --fleet", nil
 	}
 	d.state.Paused = p
 	d.saveState(ctx)
 	d.showControl()
-	d.send(e)
+	d.obs.event(e)
 	return "paused: polling goes on, nothing is deployed until dewy resume", nil
 }
 
@@ -172,7 +215,7 @@ func (d *deployer) resume(ctx context.Context, req controlRequest) (string, erro
 			return "", fmt.Errorf("resume --fleet: %w", err)
 		}
 		e.Fleet = true
-		d.send(e)
+		d.obs.event(e)
 		msg := "fleet resumed"
 		if len(cleared) > 0 {
 			msg += "; no longer quarantined: " + strings.Join(cleared, ", ")
@@ -183,7 +226,7 @@ func (d *deployer) resume(ctx context.Context, req controlRequest) (string, erro
 	d.state.Paused, d.state.Held = nil, nil
 	d.saveState(ctx)
 	d.showControl()
-	d.send(e)
+	d.obs.event(e)
 	msg := "resumed: the newest release deploys on the next poll"
 	for _, tag := range held {
 		if q, _ := d.cache.quarantined(ctx, d.fleet, tag); q != nil {
@@ -219,11 +262,11 @@ func (d *deployer) switchTo(ctx context.Context, tag, kind string, req controlRe
 			err = fmt.Errorf("%w: %w", errHealth, aerr)
 		}
 	}
-	e.Duration = d.now().Sub(start)
+	e.Duration, e.Time = d.now().Sub(start), d.now()
 	if err != nil {
 		err = fmt.Errorf("%s to %s: %w; %s keeps serving", kind, tag, err, orNone(from))
 		e.Outcome, e.Error = outcomeFailed, err.Error()
-		d.send(e)
+		d.obs.event(e)
 		return err
 	}
 	d.state.Previous, d.state.PreviousDir = from, prevDir
@@ -233,12 +276,9 @@ func (d *deployer) switchTo(ctx context.Context, tag, kind string, req controlRe
 	d.state.SHA256, d.state.VerifiedBy, d.state.DeployedAt = sum, "", d.now()
 	delete(d.state.Failed, tag)
 	d.saveState(ctx)
-	d.board.deployed(tag, sum, "", d.state.DeployedAt)
-	d.metrics.current(tag)
-	sdStatus("serving " + tag)
 	d.log.Info(fmt.Sprintf("%s to %s done", kind, tag), "from", orNone(from), "by", req.By)
 	e.Outcome = outcomeOK
-	d.send(e)
+	d.obs.event(e)
 	return nil
 }
 
@@ -314,7 +354,7 @@ func (d *deployer) holdBack(ctx context.Context, tag string) bool {
 	default:
 		why = d.fleetHold(ctx, tag)
 	}
-	d.board.pending(tag, why)
+	d.obs.pending(tag, why)
 	if why != d.holdWhy {
 		if why != "" {
 			d.log.Info("not deploying "+tag, "why", why)
@@ -367,7 +407,7 @@ func (d *deployer) quarantine(ctx context.Context, tag, reason string) {
 
 // showControl puts the host's pause and holds on the status board.
 func (d *deployer) showControl() {
-	d.board.control(d.state.Paused, d.state.Held)
+	d.obs.control(d.state.Paused, d.state.Held)
 }
 
 // rolloutSlot holds a fleet deploy slot for rolloutTag's deploy. Once it
@@ -375,11 +415,11 @@ func (d *deployer) showControl() {
 // may have changed while it waited; an operator's request ends the wait.
 // With bake, the slot is kept after a good deploy until the release has
 // run healthily that long, so the next host starts only then.
-func (d *deployer) rolloutSlot(ctx context.Context) (func(), error) {
+func (d *deployer) rolloutSlot(ctx context.Context) (func(live bool), error) {
 	cs, host, tag := d.cache, d.cfg.HostID, d.rolloutTag
 	d.rolloutTag = ""
 	if cs.maxParallel <= 0 {
-		return func() {}, nil
+		return func(bool) {}, nil
 	}
 	if d.ctlWaiting.Load() > 0 {
 		return nil, fmt.Errorf("%w: an operator request comes first", errHeldBack)
@@ -406,45 +446,95 @@ func (d *deployer) rolloutSlot(ctx context.Context) (func(), error) {
 		}
 		return nil, err
 	}
-	d.board.lease(host)
-	done := func() { free(); d.board.lease("") }
+	d.obs.lease(host)
+	done := func() { free(); d.obs.lease("") }
 	if tag != "" {
 		if why := d.fleetHold(ctx, tag); why != "" {
 			done()
 			return nil, fmt.Errorf("%w: %s", errHeldBack, why)
 		}
 	}
-	return func() {
-		if tag != "" && cs.bake > 0 && d.state.Current == tag {
-			go d.bake(ctx, tag, done)
+	return func(live bool) {
+		if live && tag != "" && cs.bake > 0 {
+			d.startBake(tag, done)
 			return
 		}
 		done()
 	}, nil
 }
 
-// bake keeps the deploy slot while tag runs, then frees it; a release that
-// goes down meanwhile is quarantined and the slot freed at once.
-func (d *deployer) bake(ctx context.Context, tag string, free func()) {
-	defer free()
-	until := d.now().Add(d.cache.bake)
+// bakeRun is a release being baked: this host keeps the fleet's deploy
+// slot until it has run healthily for the bake time.
+type bakeRun struct {
+	tag      string
+	until    time.Time
+	restarts int // the child's restarts when baking began
+	free     func()
+	tick     *time.Ticker
+}
+
+// startBake keeps the deploy slot while tag runs; the loop looks at it on
+// every tick of bakeC.
+func (d *deployer) startBake(tag string, free func()) {
+	d.endBake()
 	d.log.Info("baking "+tag+" before the next host may deploy it", "bake", d.cache.bake)
-	start := d.board.snapshot()
-	everyTick(ctx, min(d.cache.bake/10, time.Second), func() bool {
-		s := d.board.snapshot()
-		if s.Current != tag {
-			return false // rolled back meanwhile: whoever did it decided
-		}
-		if s.Command == "server" && (s.ChildPID == 0 || s.Restarts > start.Restarts) {
-			d.quarantine(ctx, tag, "went down while baking")
-			return false
-		}
-		if !d.now().Before(until) {
-			d.log.Info("baked " + tag + "; the next host may deploy it")
-			return false
-		}
-		return true
-	})
+	d.baking = &bakeRun{tag: tag, until: d.now().Add(d.cache.bake), restarts: d.children.get().restarts, free: free,
+		tick: time.NewTicker(min(d.cache.bake/10, time.Second))}
+}
+
+// bakeC ticks while a release bakes; nil otherwise.
+func (d *deployer) bakeC() <-chan time.Time {
+	if d.baking == nil {
+		return nil
+	}
+	return d.baking.tick.C
+}
+
+// bakeCheck frees the slot once the release has baked, or at once when it
+// is no longer live or went down meanwhile; a release that went down is
+// quarantined.
+func (d *deployer) bakeCheck(ctx context.Context) {
+	b, c := d.baking, d.children.get()
+	switch {
+	case d.state.Current != b.tag:
+		// Rolled back or replaced meanwhile: whoever did it decided.
+	case d.cfg.Command == "server" && (c.pid == 0 || c.restarts > b.restarts):
+		d.quarantine(ctx, b.tag, "went down while baking")
+	case !d.now().Before(b.until):
+		d.log.Info("baked " + b.tag + "; the next host may deploy it")
+	default:
+		return
+	}
+	d.endBake()
+}
+
+// endBake frees a slot kept for baking.
+func (d *deployer) endBake() {
+	if d.baking != nil {
+		d.baking.tick.Stop()
+		d.baking.free()
+		d.baking = nil
+	}
+}
+
+// controlState is what the deployer's loop keeps for operator requests.
+type controlState struct {
+	ctlC     chan ctlCall      // operator controls
+	restartC chan chan<- error // restarts; those waiting together are merged
+	loopDone chan struct{}     // closed when the loop has stopped
+	// ctlWaiting counts requests not yet taken by the loop; ctlPoke wakes
+	// a deploy waiting for a fleet slot so that it gives way to them.
+	ctlWaiting atomic.Int32
+	ctlPoke    chan struct{}
+	holdWhy    string   // the last reason logged for holding a release back
+	rolloutTag string   // the release check is about to deploy
+	baking     *bakeRun // nil unless a release is baking
+}
+
+// init makes the channels the loop and its callers share.
+func (c *controlState) init() {
+	c.ctlC, c.restartC, c.loopDone = make(chan ctlCall), make(chan chan<- error), make(chan struct{})
+	c.ctlPoke = make(chan struct{}, 1)
 }
 
 // everyTick calls f every interval until f returns false or ctx ends.
@@ -463,15 +553,63 @@ func everyTick(ctx context.Context, interval time.Duration, f func() bool) {
 	}
 }
 
-// controlState is the deployer's part in operator control.
-type controlState struct {
-	// mu is held by each check and each control: one at a time decides
-	// what is live. The poll goroutine still owns the deployer otherwise.
-	mu sync.Mutex
-	// ctlWaiting counts control requests waiting for mu; ctlPoke wakes a
-	// deploy waiting for a fleet slot so that it gives way to them.
-	ctlWaiting atomic.Int32
-	ctlPoke    chan struct{}
-	holdWhy    string // the last reason logged for holding a release back
-	rolloutTag string // the release check is about to deploy
+// restarter is an activator that can start the live release afresh.
+type restarter interface {
+	restart(ctx context.Context) error
+}
+
+// restart asks the loop to restart the application gracefully, and waits
+// until it has (SIGHUP, POST /restart). Restarts that wait together are
+// served by one.
+func (d *deployer) restart(ctx context.Context) error {
+	reply := make(chan error, 1)
+	if err := ask(ctx, d, d.restartC, reply); err != nil {
+		return err
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// serveRestarts restarts the application once for w and every restart
+// request already waiting behind it; only the loop calls it.
+func (d *deployer) serveRestarts(ctx context.Context, w chan<- error) {
+	waiting := []chan<- error{w}
+	for more := true; more; {
+		select {
+		case w := <-d.restartC:
+			waiting = append(waiting, w)
+		default:
+			more = false
+		}
+	}
+	err := d.restartLive(ctx)
+	for _, w := range waiting {
+		w <- err
+	}
+}
+
+// restartLive starts the live release afresh, between systemd's
+// RELOADING=1 and READY=1, and reports it.
+func (d *deployer) restartLive(ctx context.Context) error {
+	r, ok := d.act.(restarter)
+	if !ok {
+		return fmt.Errorf("%w: dewy %s runs no application to restart", errControl, d.cfg.Command)
+	}
+	current := d.state.Current
+	e := d.event(eventRestarted, current)
+	e.Previous = current
+	err := sdReload(ctx, r.restart, func() string { return "serving " + orNone(d.state.Current) })
+	if err != nil {
+		d.log.Error("restart failed; previous process keeps serving", "err", err)
+		e.Outcome, e.Error = outcomeFailed, err.Error()
+	} else {
+		d.log.Info("restarted " + orNone(current))
+		e.Outcome = outcomeOK
+	}
+	d.obs.event(e)
+	return err
 }

@@ -26,8 +26,10 @@ type noActivation struct{}
 
 func (noActivation) activate(context.Context, string) error { return nil }
 
-// deployer turns the registry's newest release into the live one. Only the
-// poll goroutine calls it.
+// deployer owns what is live: the live release, the failed set, the
+// operator's holds. Its loop (pollLoop) is the only goroutine that touches
+// them once it runs; checks, operator controls and restarts are requests
+// to it, and everything that reports hears of its decisions through obs.
 type deployer struct {
 	cfg      *config
 	log      *slog.Logger
@@ -36,21 +38,18 @@ type deployer struct {
 	state    *deployState
 	storeFor func(*url.URL) (artifactStore, error)
 	now      func() time.Time
-	// emit records and announces an event (audit log, notifiers, status);
-	// it must not block.
-	emit func(deployEvent)
-	// slot holds a fleet-wide deploy slot for the swap; nil = no fleet limit.
-	slot  func(ctx context.Context) (release func(), err error)
+	obs      *observer
+	// slot holds a fleet-wide deploy slot for the swap; nil = no fleet
+	// limit. release says whether the release went live.
+	slot  func(ctx context.Context) (release func(live bool), err error)
 	app   string // name used in notifications
 	user  string // who dewy runs as, for the audit log
 	cache *cacheSetup
 	fleet string // the application's key in a shared cache
 
-	board      *statusBoard
-	metrics    *metrics
-	onUpToDate func() // called after each check that finds the newest release live
-
 	controlState
+	// children is what the supervisor last said of the live generation.
+	children childWatch
 	// settleStreak counts looks in a row that found the newest release
 	// still arriving, so that a slow copy is logged at info now and then.
 	settleStreak int
@@ -61,12 +60,6 @@ func (d *deployer) event(kind, version string) deployEvent {
 	// Safe from any goroutine: it reads nothing the poll loop changes.
 	return deployEvent{Kind: kind, Time: d.now(), Command: d.cfg.Command, App: d.app, Host: d.cfg.HostID, User: d.user,
 		Slot: d.cfg.Select.Slot, Version: version}
-}
-
-func (d *deployer) send(e deployEvent) {
-	if d.emit != nil {
-		d.emit(e)
-	}
 }
 
 // failure classes decide when a release is tried again.
@@ -93,8 +86,6 @@ type checkResult struct {
 
 // check asks the registry once and deploys its newest release if needed.
 func (d *deployer) check(ctx context.Context) (checkResult, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	defer d.reportHost(ctx)
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	rels, err := d.reg.releases(rctx)
@@ -112,9 +103,7 @@ func (d *deployer) check(ctx context.Context) (checkResult, error) {
 	}
 	if rel.Tag == d.state.Current {
 		d.settleStreak = 0
-		if d.onUpToDate != nil {
-			d.onUpToDate()
-		}
+		d.obs.ready(d.state.Current)
 		return checkResult{UpToDate: true}, nil
 	}
 	if d.holdBack(ctx, rel.Tag) {
@@ -151,9 +140,7 @@ func (d *deployer) check(ctx context.Context) (checkResult, error) {
 		d.deployFailed(ctx, rel.Tag, err)
 		return checkResult{}, err
 	}
-	if d.onUpToDate != nil {
-		d.onUpToDate()
-	}
+	d.obs.ready(d.state.Current)
 	return checkResult{UpToDate: true}, nil
 }
 
@@ -166,188 +153,266 @@ func tagList(rels []release) string {
 	return assetNames(as)
 }
 
-// deploy fetches, verifies, unpacks and swaps in one release.
-func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (err error) {
-	start := d.now()
-	from := d.state.Current
-	log := d.log.With("version", rel.Tag)
-	log.Info("deploying "+rel.Tag, "from", orNone(from), "asset", a.Name)
-	ev := d.event(eventStarted, rel.Tag)
-	ev.Previous, ev.ArtifactURL = from, redactRaw(a.URL)
-	d.send(ev)
-	var hooks []hookResult
-	releaseDir := ""
-	sdStatus("deploying " + rel.Tag)
-	defer func() {
-		ev.Duration, ev.Time = d.now().Sub(start), d.now()
-		if err == nil {
-			d.metrics.observeDeploy(outcomeOK, ev.Duration)
-			d.board.deployed(rel.Tag, ev.SHA256, ev.VerifiedBy, d.state.DeployedAt)
-			d.metrics.current(rel.Tag)
-			d.metrics.serving(true)
-			sdStatus("serving " + rel.Tag)
-			ev.Kind, ev.Outcome, ev.Hooks = eventDeployed, "ok", hooks
-			d.send(ev)
-			d.reportToRegistry(rel, ev)
-			return
-		}
-		if errors.Is(err, errHeldBack) {
-			log.Info("deploy held back", "why", err)
-			ev.Kind, ev.Outcome, ev.Error = eventHeldBack, "held_back", err.Error()
-			d.send(ev)
-			return
-		}
-		d.recordFailure(rel, a, err)
-		ev.Kind, ev.Outcome = eventFailed, outcomeFailed
-		if errors.Is(err, errHealth) {
-			ev.Kind, ev.Outcome = eventRolledBack, outcomeRolledBack
-		}
-		d.metrics.observeDeploy(ev.Outcome, ev.Duration)
-		if d.state.Current != "" {
-			sdStatus("serving " + d.state.Current + "; " + rel.Tag + " failed")
-		}
-		ev.Error = err.Error()
-		if d.cfg.FailureHook != "" && ctx.Err() == nil {
-			env := hookEnv(d.cfg.Command, rel.Tag, from, releaseDir, ev.SHA256, d.cfg.HostID, err.Error())
-			hooks = append(hooks, runHook(ctx, "on_failure", d.cfg.FailureHook, d.cfg.Root, env, d.cfg.HookTimeout, log))
-		}
-		ev.Hooks = hooks
-		d.send(ev)
-		d.reportToRegistry(rel, ev)
-	}()
+// attempt is one deploy on its way through the stages: each stage adds
+// what the next one, and the record, need.
+type attempt struct {
+	rel     release
+	v       string // canonical version, for the activator
+	a       asset
+	from    string // the release live before
+	start   time.Time
+	log     *slog.Logger
+	ev      deployEvent // what the record will say
+	store   artifactStore
+	u       *url.URL
+	ver     verification
+	path    string // the verified artifact
+	size    int64  // bytes downloaded; 0 when the cache had them
+	dir     string // the release directory's name
+	prevDir string // what current pointed at before
+	hooks   []hookResult
+}
 
-	u, err := url.Parse(a.URL)
+// deploy fetches, verifies, unpacks and swaps in one release: a list of
+// stages, each with its own error phrase, and a record of how it went.
+func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) error {
+	t := d.begin(rel, v, a)
+	err := d.digest(ctx, t)
+	if err == nil {
+		var cleanup func()
+		cleanup, err = d.obtain(ctx, t)
+		if err == nil {
+			defer cleanup()
+			err = d.unpackStage(t)
+		}
+	}
+	if err == nil {
+		err = d.goLive(ctx, t)
+	}
+	d.record(ctx, t, err)
+	return err
+}
+
+// begin announces the attempt.
+func (d *deployer) begin(rel release, v string, a asset) *attempt {
+	t := &attempt{rel: rel, v: v, a: a, from: d.state.Current, start: d.now(), log: d.log.With("version", rel.Tag)}
+	t.log.Info("deploying "+rel.Tag, "from", orNone(t.from), "asset", a.Name)
+	t.ev = d.event(eventStarted, rel.Tag)
+	t.ev.Previous, t.ev.ArtifactURL, t.ev.releaseID = t.from, redactRaw(a.URL), rel.ID
+	d.obs.event(t.ev)
+	return t
+}
+
+// digest finds the store that holds the artifact and what vouches for its
+// bytes: a signature, a published digest or the store's own integrity check.
+func (d *deployer) digest(ctx context.Context, t *attempt) error {
+	tag := t.rel.Tag
+	u, err := url.Parse(t.a.URL)
 	if err != nil {
-		return fmt.Errorf("deploy %s: asset URL %q: %w", rel.Tag, a.URL, err)
+		return fmt.Errorf("deploy %s: asset URL %q: %w", tag, t.a.URL, err)
 	}
 	store, err := d.storeFor(u)
 	if err != nil {
-		return fmt.Errorf("deploy %s: %w", rel.Tag, err)
+		return fmt.Errorf("deploy %s: %w", tag, err)
 	}
-	ver, err := d.verification(ctx, rel, a, store, u)
+	ver, err := d.verification(ctx, t.rel, t.a, store, u)
 	switch {
 	case errors.Is(err, errNoChecksum) && d.cfg.AllowUnverified:
-		log.Warn("deploying unverified: the release publishes no digest and allow_unverified is set", "asset", a.Name)
+		t.log.Warn("deploying unverified: the release publishes no digest and allow_unverified is set", "asset", t.a.Name)
 		ver.by = verifiedNone
 	case errors.Is(err, errNoChecksum):
-		return noDigestError(rel.Tag, a.Name)
+		return noDigestError(tag, t.a.Name)
 	case err != nil:
-		return fmt.Errorf("deploy %s: %w", rel.Tag, err)
+		return fmt.Errorf("deploy %s: %w", tag, err)
 	}
-	ev.VerifiedBy = ver.by
+	t.store, t.u, t.ver, t.ev.VerifiedBy = store, u, ver, ver.by
+	return nil
+}
 
-	var path, sum string
-	var size int64
-	if p, ok := d.cacheArtifact(ctx, rel.Tag, a.Name, ver.want); ok {
+// obtain brings the artifact's bytes to disk, from the cache or the store,
+// and checks them against what vouched for them. cleanup removes a
+// download once the release is unpacked.
+func (d *deployer) obtain(ctx context.Context, t *attempt) (cleanup func(), err error) {
+	tag, name, want := t.rel.Tag, t.a.Name, t.ver.want
+	var sum string
+	cleanup = func() {}
+	if p, ok := d.cacheArtifact(ctx, tag, name, want); ok {
 		// Same bytes as before (a rollback, a restart, a second dewy):
 		// the cache re-hashed them against the release's digest.
-		path, sum = p, ver.want
-		log.Info("artifact found in cache", "asset", a.Name)
+		t.path, sum = p, want
+		t.log.Info("artifact found in cache", "asset", name)
 	} else {
 		tmp := filepath.Join(d.cfg.Root, dewyDir, "tmp")
-		path, sum, size, err = download(ctx, store, u, tmp, log)
+		t.path, sum, t.size, err = download(ctx, t.store, t.u, tmp, t.log)
 		if err != nil {
-			return fmt.Errorf("deploy %s: %w", rel.Tag, err)
+			return nil, fmt.Errorf("deploy %s: %w", tag, err)
 		}
-		defer os.Remove(path)
-		d.metrics.downloaded(size)
+		path := t.path
+		cleanup = func() { os.Remove(path) }
+		d.obs.downloaded(t.size)
 	}
-	ev.SHA256 = sum
-	if ver.sig != nil {
-		if err := d.cfg.Verifier.verifyArtifact(path, a.Name, ver.sig); err != nil {
-			return fmt.Errorf("deploy %s: %w", rel.Tag, err)
+	t.ev.SHA256 = sum
+	if err := d.checkBytes(t, sum); err != nil {
+		cleanup()
+		return nil, fmt.Errorf("deploy %s: %w", tag, err)
+	}
+	if t.size > 0 && d.cache != nil {
+		if err := d.cache.keepArtifact(ctx, tag, name, sum, t.path); err != nil {
+			t.log.Warn("could not keep the artifact in the cache", "err", err)
 		}
-		log.Info("artifact signature verified", "asset", a.Name)
+	}
+	return cleanup, nil
+}
+
+// checkBytes holds the artifact on disk to its signature, digest and
+// integrity check.
+func (d *deployer) checkBytes(t *attempt, sum string) error {
+	ver, name := t.ver, t.a.Name
+	if ver.sig != nil {
+		if err := d.cfg.Verifier.verifyArtifact(t.path, name, ver.sig); err != nil {
+			return err
+		}
+		t.log.Info("artifact signature verified", "asset", name)
 	}
 	if ver.want != "" && ver.want != sum {
-		return fmt.Errorf("deploy %s: %w: %w", rel.Tag, errVerify, &checksumMismatchError{Asset: a.Name, Want: ver.want, Got: sum, From: ver.wantFrom})
+		return fmt.Errorf("%w: %w", errVerify, &checksumMismatchError{Asset: name, Want: ver.want, Got: sum, From: ver.wantFrom})
 	}
 	if ver.integrity.Algo != "" {
-		if err := ver.integrity.check(path, a.Name); err != nil {
-			return fmt.Errorf("deploy %s: %w", rel.Tag, err)
-		}
+		return ver.integrity.check(t.path, name)
 	}
-	if size > 0 && d.cache != nil {
-		if err := d.cache.keepArtifact(ctx, rel.Tag, a.Name, sum, path); err != nil {
-			log.Warn("could not keep the artifact in the cache", "err", err)
-		}
-	}
+	return nil
+}
 
-	dir, err := d.unpack(rel.Tag, a.Name, path, sum)
+// unpackStage lays the release out under releases/.
+func (d *deployer) unpackStage(t *attempt) error {
+	dir, err := d.unpack(t.rel.Tag, t.a.Name, t.path, t.ev.SHA256)
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
 		// The host's fault, not the release's: retried on the next poll.
-		return fmt.Errorf("deploy %s: %w", rel.Tag, err)
+		return fmt.Errorf("deploy %s: %w", t.rel.Tag, err)
 	}
 	if err != nil {
-		return fmt.Errorf("deploy %s: %w: %w", rel.Tag, errVerify, err)
+		return fmt.Errorf("deploy %s: %w: %w", t.rel.Tag, errVerify, err)
 	}
-	releaseDir = filepath.Join(d.cfg.Root, releasesDir, dir)
+	t.dir = dir
+	return nil
+}
 
-	// The fleet slot covers everything that touches the live service:
-	// hooks, swap, restart, health gate.
+// goLive swaps the release in and starts it, between the hooks and under
+// the fleet's deploy slot, which covers everything that touches the live
+// service. A release that does not start is swapped out again.
+func (d *deployer) goLive(ctx context.Context, t *attempt) (err error) {
+	tag := t.rel.Tag
 	if d.slot != nil {
 		free, err := d.slot(ctx)
 		if err != nil {
-			return fmt.Errorf("deploy %s: wait for a deploy slot: %w", rel.Tag, err)
+			return fmt.Errorf("deploy %s: wait for a deploy slot: %w", tag, err)
 		}
-		defer free()
+		defer func() { free(err == nil) }()
 	}
-	env := hookEnv(d.cfg.Command, rel.Tag, from, releaseDir, sum, d.cfg.HostID, "")
 	if d.cfg.BeforeHook != "" {
-		h := runHook(ctx, "before_deploy", d.cfg.BeforeHook, d.cfg.Root, env, d.cfg.HookTimeout, log)
-		hooks = append(hooks, h)
+		h := d.hook(ctx, t, "before_deploy", d.cfg.BeforeHook, "")
 		if h.ExitCode != 0 || h.Error != "" {
-			return fmt.Errorf("deploy %s: before-deploy hook failed (%s); release not swapped in", rel.Tag, hookWhy(h))
+			return fmt.Errorf("deploy %s: before-deploy hook failed (%s); release not swapped in", tag, hookWhy(h))
 		}
 	}
-	prevDir, err := currentDir(d.cfg.Root)
-	if err != nil {
+	if t.prevDir, err = currentDir(d.cfg.Root); err != nil {
 		return err
 	}
-	if err := pointCurrent(d.cfg.Root, dir); err != nil {
-		return fmt.Errorf("deploy %s: %w", rel.Tag, err)
+	if err := pointCurrent(d.cfg.Root, t.dir); err != nil {
+		return fmt.Errorf("deploy %s: %w", tag, err)
 	}
-	if err := d.act.activate(ctx, v); err != nil {
-		if rerr := pointCurrent(d.cfg.Root, prevDir); rerr != nil {
-			log.Error("could not point current back", "to", prevDir, "err", rerr)
-		}
-		if isInterrupted(err) || ctx.Err() != nil {
-			// Stopping dewy is no verdict on the release: it is tried
-			// again at the next start.
-			log.Info("deploy interrupted; "+rel.Tag+" will be tried again", "reason", err)
-			return fmt.Errorf("deploy %s: interrupted: %w", rel.Tag, err)
-		}
-		if from == "" {
-			log.Warn(rel.Tag+" did not start and nothing else can serve; trying it again after a backoff", "reason", err)
-		} else {
-			log.Warn("rolled back to "+from, "reason", err)
-		}
-		return fmt.Errorf("deploy %s: %w: %w", rel.Tag, errHealth, err)
+	if err := d.act.activate(ctx, t.v); err != nil {
+		return d.rollBack(ctx, t, err)
 	}
 	if d.cfg.AfterHook != "" {
-		h := runHook(ctx, "after_deploy", d.cfg.AfterHook, d.cfg.Root, env, d.cfg.HookTimeout, log)
-		hooks = append(hooks, h)
-		if h.ExitCode != 0 || h.Error != "" {
+		if h := d.hook(ctx, t, "after_deploy", d.cfg.AfterHook, ""); h.ExitCode != 0 || h.Error != "" {
 			// The release is live and healthy; a failing after-hook is
 			// reported, not undone.
-			log.Warn("after-deploy hook failed", "why", hookWhy(h))
+			t.log.Warn("after-deploy hook failed", "why", hookWhy(h))
 		}
 	}
+	return nil
+}
 
-	d.state.Previous, d.state.PreviousDir = d.state.Current, prevDir
-	d.state.Current, d.state.CurrentDir = rel.Tag, dir
-	d.state.Asset, d.state.SHA256, d.state.VerifiedBy, d.state.DeployedAt = a.Name, sum, ver.by, d.now()
-	delete(d.state.Failed, rel.Tag)
+// rollBack points current back after the release failed to start and
+// says whether that was a verdict on the release or dewy stopping.
+func (d *deployer) rollBack(ctx context.Context, t *attempt, err error) error {
+	tag := t.rel.Tag
+	if rerr := pointCurrent(d.cfg.Root, t.prevDir); rerr != nil {
+		t.log.Error("could not point current back", "to", t.prevDir, "err", rerr)
+	}
+	if isInterrupted(err) || ctx.Err() != nil {
+		// Stopping dewy is no verdict on the release: it is tried
+		// again at the next start.
+		t.log.Info("deploy interrupted; "+tag+" will be tried again", "reason", err)
+		return fmt.Errorf("deploy %s: interrupted: %w", tag, err)
+	}
+	if t.from == "" {
+		t.log.Warn(tag+" did not start and nothing else can serve; trying it again after a backoff", "reason", err)
+	} else {
+		t.log.Warn("rolled back to "+t.from, "reason", err)
+	}
+	return fmt.Errorf("deploy %s: %w: %w", tag, errHealth, err)
+}
+
+// hook runs one hook for t and keeps its result for the record.
+func (d *deployer) hook(ctx context.Context, t *attempt, name, command, reason string) hookResult {
+	env := hookEnv(d.cfg.Command, t.rel.Tag, t.from, d.releasePath(t.dir), t.ev.SHA256, d.cfg.HostID, reason)
+	h := runHook(ctx, name, command, d.cfg.Root, env, d.cfg.HookTimeout, t.log)
+	t.hooks = append(t.hooks, h)
+	return h
+}
+
+// releasePath is a release directory's full path; "" before it exists.
+func (d *deployer) releasePath(dir string) string {
+	if dir == "" {
+		return ""
+	}
+	return filepath.Join(d.cfg.Root, releasesDir, dir)
+}
+
+// record keeps how the attempt went (the state file after a success, the
+// failed set and the failure hook after a failure) and reports it.
+func (d *deployer) record(ctx context.Context, t *attempt, err error) {
+	e := t.ev
+	switch {
+	case err == nil:
+		d.keepLive(ctx, t)
+		e.Kind, e.Outcome = eventDeployed, outcomeOK
+	case errors.Is(err, errHeldBack):
+		t.log.Info("deploy held back", "why", err)
+		e.Kind, e.Outcome, e.Error = eventHeldBack, "held_back", err.Error()
+	default:
+		d.recordFailure(t.rel, t.a, err)
+		e.Kind, e.Outcome, e.Error = eventFailed, outcomeFailed, err.Error()
+		if errors.Is(err, errHealth) {
+			e.Kind, e.Outcome = eventRolledBack, outcomeRolledBack
+		}
+		if d.cfg.FailureHook != "" && ctx.Err() == nil {
+			d.hook(ctx, t, "on_failure", d.cfg.FailureHook, err.Error())
+		}
+	}
+	e.Hooks = t.hooks
+	e.Duration, e.Time = d.now().Sub(t.start), d.now()
+	d.obs.event(e)
+}
+
+// keepLive makes the state file say what is live now and prunes what is
+// no longer needed.
+func (d *deployer) keepLive(ctx context.Context, t *attempt) {
+	d.state.Previous, d.state.PreviousDir = d.state.Current, t.prevDir
+	d.state.Current, d.state.CurrentDir = t.rel.Tag, t.dir
+	d.state.Asset, d.state.SHA256, d.state.VerifiedBy, d.state.DeployedAt = t.a.Name, t.ev.SHA256, t.ver.by, d.now()
+	delete(d.state.Failed, t.rel.Tag)
 	d.saveState(ctx)
-	if removed, err := pruneReleases(d.cfg.Root, d.cfg.Keep, d.cfg.Select, dir, prevDir); err != nil {
-		log.Warn("could not prune old releases", "err", err)
+	if removed, err := pruneReleases(d.cfg.Root, d.cfg.Keep, d.cfg.Select, t.dir, t.prevDir); err != nil {
+		t.log.Warn("could not prune old releases", "err", err)
 	} else if len(removed) > 0 {
-		log.Info("pruned old releases", "removed", strings.Join(removed, ","))
+		t.log.Info("pruned old releases", "removed", strings.Join(removed, ","))
 	}
 	d.pruneArtifacts(ctx)
-	log.Info(fmt.Sprintf("deployed %s (sha256 %s…) in %s", rel.Tag, sum[:12], d.now().Sub(start).Round(time.Millisecond)),
-		"from", orNone(from), "bytes", size, "verified_by", ver.by)
-	return nil
+	t.log.Info(fmt.Sprintf("deployed %s (sha256 %s…) in %s", t.rel.Tag, t.ev.SHA256[:12], d.now().Sub(t.start).Round(time.Millisecond)),
+		"from", orNone(t.from), "bytes", t.size, "verified_by", t.ver.by)
 }
 
 // unpack lays the artifact out in a new release directory and returns its name.
@@ -422,7 +487,7 @@ func (d *deployer) recordFailure(rel release, a asset, err error) {
 	}
 	f.NotBefore = d.now().Add(wait)
 	d.state.Failed[tag] = f
-	d.board.failed(tag, f.Reason)
+	d.obs.failed(tag, f.Reason)
 	d.saveState(context.Background())
 }
 
@@ -430,8 +495,6 @@ func (d *deployer) recordFailure(rel release, a asset, err error) {
 // again, or the zero time when none is waiting: the poll loop comes back
 // then rather than a whole interval later.
 func (d *deployer) retryDue() time.Time {
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	var due time.Time
 	now := d.now()
 	for _, f := range d.state.Failed {
@@ -490,21 +553,6 @@ func hookWhy(h hookResult) string {
 		return h.Error
 	}
 	return fmt.Sprintf("exit status %d", h.ExitCode)
-}
-
-// reportToRegistry tells a registry that tracks its hosts how the attempt
-// went. Its failure is logged, never fatal.
-func (d *deployer) reportToRegistry(rel release, ev deployEvent) {
-	rep, ok := d.reg.(reporter)
-	if !ok {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	r := deployReport{ID: rel.ID, Tag: rel.Tag, Command: d.cfg.Command, Host: d.cfg.HostID, Err: ev.Error, Event: ev}
-	if err := rep.report(ctx, r); err != nil {
-		d.log.Warn("could not report the deploy to the registry", "version", rel.Tag, "err", err)
-	}
 }
 
 func orNone(s string) string {

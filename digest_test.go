@@ -32,12 +32,11 @@ func newVerifyHarness(t *testing.T, reg registry) *verifyHarness {
 	h.logs, log = newCacheLog(t)
 	h.d = newTestDeployer(t, reg, t.TempDir())
 	h.d.log = log
-	h.d.board = newStatusBoard("assets", "test://registry", "", nil)
-	h.d.emit = func(e deployEvent) {
+	h.d.obs = &observer{board: newStatusBoard("assets", "test://registry", "", nil), emit: func(e deployEvent) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		h.events = append(h.events, e)
-	}
+	}}
 	return h
 }
 
@@ -60,7 +59,7 @@ func (h *verifyHarness) assertVerifiedBy(t *testing.T, tag, by string) {
 	if n := h.logs.count("deployed "+tag, `verified_by="`+by+`"`); n != 1 {
 		t.Errorf("deploy log lines naming %q as the source: %d, want 1", by, n)
 	}
-	if got := h.d.board.snapshot().VerifiedBy; got != by {
+	if got := h.d.obs.board.snapshot().VerifiedBy; got != by {
 		t.Errorf("/status verified_by = %q, want %q", got, by)
 	}
 	e := h.last(t)

@@ -50,6 +50,8 @@ type deployEvent struct {
 	Hooks       []hookResult  `json:"hooks,omitempty"`
 	By          string        `json:"by,omitempty"`    // who asked, for operator actions: uid on the unix socket, else the address
 	Fleet       bool          `json:"fleet,omitempty"` // the action applies to every host sharing the cache
+
+	releaseID string // the registry's ID of the release, for its deploy report
 }
 
 // hookResult is what one hook run did; Output is truncated.

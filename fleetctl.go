@@ -207,7 +207,7 @@ func (d *deployer) reportHost(ctx context.Context) {
 	if d.cache == nil || !d.cache.remote {
 		return
 	}
-	s := d.board.snapshot()
+	s := d.obs.snapshot()
 	p := s.problems()
 	h := fleetHost{Host: d.cfg.HostID, Command: s.Command, Current: s.Current, Since: s.CurrentSince,
 		Healthy: len(p) == 0, Problems: p, Paused: s.Paused, Pending: s.Pending, PendingWhy: s.PendingWhy, At: s.Time}

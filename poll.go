@@ -61,67 +61,97 @@ func (e *retryAfterError) Unwrap() error { return e.Err }
 // maxErrorBackoff caps the wait between polls while the registry fails.
 const maxErrorBackoff = 5 * time.Minute
 
-// pollLoop checks the registry at start-up and then every interval (plus
-// up to 10 % jitter, so a fleet started together does not poll in step),
-// or at once when poke fires, or sooner when the newest release is still
-// settling. Errors back off exponentially; the live release keeps running
-// whatever the registry does. It returns when ctx ends.
+// pollLoop is the deployer's loop, the one owner of what is live. It
+// checks the registry at start-up and then every interval (plus up to 10 %
+// jitter, so a fleet started together does not poll in step), at once when
+// poke fires, or sooner when the newest release is still settling or a
+// failed one is due for a retry. Errors back off exponentially; the live
+// release keeps running whatever the registry does. Between checks it
+// serves operator controls and restarts, and minds a baking release. It
+// returns when ctx ends.
 func (d *deployer) pollLoop(ctx context.Context, interval time.Duration, poke <-chan struct{}) {
+	if d.loopDone != nil {
+		defer close(d.loopDone)
+	}
+	defer d.endBake()
 	streak := 0
 	for {
 		res, err := d.check(ctx)
-		wait := interval
-		switch {
-		case ctx.Err() != nil:
+		if ctx.Err() != nil {
 			return
-		case err == nil:
-			if streak > 0 {
-				d.log.Info("registry answers again", "failed_polls", streak)
-			}
-			streak = 0
-			if !res.LookAgain.IsZero() {
-				wait = min(interval, d.untilSettled(res.LookAgain))
-			}
-		default:
-			streak++
-			wait = errorBackoff(interval, streak)
-			var ra *retryAfterError
-			if errors.As(err, &ra) {
-				wait = max(wait, time.Until(ra.Until))
-			}
-			// Log once per streak (and every 10th time after), not on every poll.
-			if streak == 1 || streak%10 == 0 {
-				current := d.stateCurrent()
-				msg := "poll failed; " + current + " keeps running"
-				if current == "" {
-					msg = "poll failed; no release is running"
-				}
-				d.log.Error(msg, "err", err, "failed_polls", streak, "next_poll_in", wait.Round(time.Second))
-			} else {
-				d.log.Debug("poll failed", "err", err, "failed_polls", streak)
-			}
 		}
-		j, now := jitter(wait), d.now()
+		wait := d.afterCheck(res, err, interval, &streak)
+		if !d.idle(ctx, wait, poke) {
+			return
+		}
+	}
+}
+
+// afterCheck logs and reports one check and returns how long to wait for
+// the next.
+func (d *deployer) afterCheck(res checkResult, err error, interval time.Duration, streak *int) time.Duration {
+	wait := interval
+	if err == nil {
+		if *streak > 0 {
+			d.log.Info("registry answers again", "failed_polls", *streak)
+		}
+		*streak = 0
 		if !res.LookAgain.IsZero() {
-			j = wait // the settle time is this host's own; no fleet to spread
+			wait = min(interval, d.untilSettled(res.LookAgain))
 		}
-		if due := d.retryDue(); !due.IsZero() && due.Sub(now) < j {
-			j = max(due.Sub(now), 0)
+	} else {
+		*streak++
+		wait = errorBackoff(interval, *streak)
+		var ra *retryAfterError
+		if errors.As(err, &ra) {
+			wait = max(wait, time.Until(ra.Until))
 		}
-		d.board.pollDone(now, err, now.Add(j))
-		if err == nil {
-			d.metrics.pollOK(now)
-		} else {
-			d.metrics.pollError()
-		}
-		t := time.NewTimer(j)
+		d.logPollError(err, *streak, wait)
+	}
+	j, now := jitter(wait), d.now()
+	if !res.LookAgain.IsZero() {
+		j = wait // the settle time is this host's own; no fleet to spread
+	}
+	if due := d.retryDue(); !due.IsZero() && due.Sub(now) < j {
+		j = max(due.Sub(now), 0)
+	}
+	d.obs.polled(now, err, now.Add(j))
+	return j
+}
+
+// logPollError logs once per streak (and every 10th time after), not on
+// every poll.
+func (d *deployer) logPollError(err error, streak int, wait time.Duration) {
+	if streak != 1 && streak%10 != 0 {
+		d.log.Debug("poll failed", "err", err, "failed_polls", streak)
+		return
+	}
+	msg := "poll failed; " + d.state.Current + " keeps running"
+	if d.state.Current == "" {
+		msg = "poll failed; no release is running"
+	}
+	d.log.Error(msg, "err", err, "failed_polls", streak, "next_poll_in", wait.Round(time.Second))
+}
+
+// idle serves requests until the next check is due: after wait, or at
+// once on poke. It returns false when ctx has ended.
+func (d *deployer) idle(ctx context.Context, wait time.Duration, poke <-chan struct{}) bool {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
 		select {
 		case <-ctx.Done():
-			t.Stop()
-			return
+			return false
 		case <-poke:
-			t.Stop()
+			return true
 		case <-t.C:
+			return true
+		case c := <-d.ctlC:
+			d.serveControl(c)
+		case w := <-d.restartC:
+			d.serveRestarts(ctx, w)
+		case <-d.bakeC():
+			d.bakeCheck(ctx)
 		}
 	}
 }

@@ -18,41 +18,113 @@ import (
 	"syscall"
 )
 
-// run is dewy after the command line has been understood.
+// run is dewy after the command line has been understood: build the
+// parts, prepare the root, then deploy and serve until a stop signal.
 func run(ctx context.Context, cfg *config) error {
-	switch cfg.Command {
-	case "version":
-		fmt.Println(versionLine(debug.ReadBuildInfo))
-		return nil
-	case "rollback", "pause", "resume", "pin":
-		return controlCommand(ctx, cfg.Admin, cfg.Control, os.Stdout)
-	case "status":
-		if cfg.Control.Fleet {
-			return fleetStatusCommand(ctx, cfg.Admin, cfg.JSON, os.Stdout)
-		}
-		healthy, err := statusCommand(ctx, cfg.Admin, cfg.JSON, os.Stdout)
-		if err != nil {
-			return err
-		}
-		if !healthy {
-			return errUnhealthy
-		}
-		return nil
-	case "history":
-		events, err := readAudit(cfg.AuditLog)
-		var skipped *auditSkippedError
-		if errors.As(err, &skipped) {
-			fmt.Fprintf(os.Stderr, "dewy: %v\n", err)
-		} else if err != nil {
-			return err
-		}
-		printHistory(os.Stdout, events, cfg.History)
-		return nil
+	if client, ok := clientCommands[cfg.Command]; ok {
+		return client(ctx, cfg)
 	}
 	log := newLogger(cfg, os.Stderr)
+	p, err := buildParts(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer p.close()
+	state, err := prepareRoot(cfg, log)
+	if err != nil {
+		return err
+	}
+	cs, err := newCache(ctx, cfg.Cache, cfg.Root, os.Getenv, log.With("component", "cache"))
+	if err != nil {
+		return &usageError{fmt.Sprintf("--cache %q: %v", redactRaw(cfg.Cache), err)}
+	}
+	defer cs.close()
+	state = recoverState(ctx, state, cs, p.fleet, cfg)
+	audit, err := openAudit(cfg.AuditLog)
+	if err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	defer audit.close()
+	d := newDeployer(cfg, log, p, cs, state, auditEmitter(audit, p.notes, cfg.AuditLog, log))
+	if cfg.Command == "assets" && cfg.Once {
+		return runOnce(ctx, d)
+	}
+	return serve(ctx, d)
+}
+
+// clientCommands talk to a running dewy or read its files; they need no
+// root, registry or cache.
+var clientCommands = map[string]func(context.Context, *config) error{
+	"version": func(context.Context, *config) error {
+		fmt.Println(versionLine(debug.ReadBuildInfo))
+		return nil
+	},
+	"rollback": controlClient, "pause": controlClient, "resume": controlClient, "pin": controlClient,
+	"status":  statusClient,
+	"history": historyClient,
+}
+
+func controlClient(ctx context.Context, cfg *config) error {
+	return controlCommand(ctx, cfg.Admin, cfg.Control, os.Stdout)
+}
+
+func statusClient(ctx context.Context, cfg *config) error {
+	if cfg.Control.Fleet {
+		return fleetStatusCommand(ctx, cfg.Admin, cfg.JSON, os.Stdout)
+	}
+	healthy, err := statusCommand(ctx, cfg.Admin, cfg.JSON, os.Stdout)
+	if err == nil && !healthy {
+		return errUnhealthy
+	}
+	return err
+}
+
+func historyClient(_ context.Context, cfg *config) error {
+	events, err := readAudit(cfg.AuditLog)
+	var skipped *auditSkippedError
+	if errors.As(err, &skipped) {
+		fmt.Fprintf(os.Stderr, "dewy: %v\n", err)
+	} else if err != nil {
+		return err
+	}
+	printHistory(os.Stdout, events, cfg.History)
+	return nil
+}
+
+// parts are the plug-ins that need no disk, built before the root is touched.
+type parts struct {
+	reg    registry
+	stores *storeSet
+	notes  *notifyQueue
+	fleet  string // the application's key in a shared cache
+}
+
+func buildParts(ctx context.Context, cfg *config, log *slog.Logger) (*parts, error) {
+	reg, err := newRegistry(ctx, cfg.Registry, cfg.Select, os.Getenv, log)
+	if err != nil {
+		return nil, &usageError{cfg.registryMessage(fmt.Sprintf("--registry %q: %v", redactRaw(cfg.RegistryRaw), err))}
+	}
+	notes, err := newNotifyQueue(cfg.Notifiers, os.Getenv, log.With("component", "notify"))
+	if err != nil {
+		return nil, &usageError{err.Error()}
+	}
+	stores := &storeSet{reg: reg, regScheme: cfg.Registry.Scheme, getenv: os.Getenv, log: log, ctx: ctx}
+	return &parts{reg: reg, stores: stores, notes: notes, fleet: fleetApp(cfg.Registry)}, nil
+}
+
+// close sends whatever notifications are queued before dewy exits, within bounds.
+func (p *parts) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), notifySendTimeout)
+	defer cancel()
+	p.notes.close(ctx)
+}
+
+// prepareRoot makes the root's directories, clears what an interrupted run
+// left, and loads the state file, which current on disk overrules.
+func prepareRoot(cfg *config, log *slog.Logger) (*deployState, error) {
 	for _, dir := range []string{cfg.Root, filepath.Join(cfg.Root, releasesDir), filepath.Join(cfg.Root, dewyDir, "tmp")} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("prepare root: %w", err)
+			return nil, fmt.Errorf("prepare root: %w", err)
 		}
 	}
 	if err := cleanLeftovers(cfg.Root); err != nil {
@@ -61,7 +133,7 @@ func run(ctx context.Context, cfg *config) error {
 	state, err := loadState(cfg.Root)
 	if err != nil {
 		if state == nil {
-			return err
+			return nil, err
 		}
 		log.Warn("ignoring state file", "err", err)
 	}
@@ -73,251 +145,280 @@ func run(ctx context.Context, cfg *config) error {
 			state.Current = tagOfDir(live)
 		}
 	}
+	return state, nil
+}
 
-	reg, err := newRegistry(ctx, cfg.Registry, cfg.Select, os.Getenv, log)
-	if err != nil {
-		return &usageError{cfg.registryMessage(fmt.Sprintf("--registry %q: %v", redactRaw(cfg.RegistryRaw), err))}
+// recoverState lets a host whose disk state is gone (a rebuilt VM) learn
+// from the shared cache what it ran; current on disk stays the truth.
+func recoverState(ctx context.Context, state *deployState, cs *cacheSetup, fleet string, cfg *config) *deployState {
+	if state.Current != "" {
+		return state
 	}
-	cs, err := newCache(ctx, cfg.Cache, cfg.Root, os.Getenv, log.With("component", "cache"))
-	if err != nil {
-		return &usageError{fmt.Sprintf("--cache %q: %v", redactRaw(cfg.Cache), err)}
-	}
-	defer cs.close()
-	fleet := fleetApp(cfg.Registry)
-	if state.Current == "" {
-		// A host whose disk state is gone (a rebuilt VM) learns from the
-		// shared cache what it ran, but current on disk stays the truth.
-		if s, err := cs.loadState(ctx, fleet, cfg.HostID); err == nil && s.Current != "" && s.CurrentDir != "" {
-			if _, err := os.Stat(filepath.Join(cfg.Root, releasesDir, s.CurrentDir)); err == nil {
-				state = s
-			}
+	if s, err := cs.loadState(ctx, fleet, cfg.HostID); err == nil && s.Current != "" && s.CurrentDir != "" {
+		if _, err := os.Stat(filepath.Join(cfg.Root, releasesDir, s.CurrentDir)); err == nil {
+			return s
 		}
 	}
-	stores := &storeSet{reg: reg, regScheme: cfg.Registry.Scheme, getenv: os.Getenv, log: log, ctx: ctx}
-	reg = cs.wrapRegistry(reg, cfg.Registry.String())
-	notes, err := newNotifyQueue(cfg.Notifiers, os.Getenv, log.With("component", "notify"))
-	if err != nil {
-		return &usageError{err.Error()}
-	}
-	defer func() {
-		// Whatever is queued goes out before dewy exits, within bounds.
-		fctx, cancel := context.WithTimeout(context.Background(), notifySendTimeout)
-		defer cancel()
-		notes.close(fctx)
-	}()
-	audit, err := openAudit(cfg.AuditLog)
-	if err != nil {
-		return fmt.Errorf("audit log: %w", err)
-	}
-	defer audit.close()
-	var auditFailing atomic.Bool
-	emit := func(e deployEvent) {
+	return state
+}
+
+// auditEmitter writes each event to the audit log, redacted, and queues
+// it for the notifiers. An audit log that fails is said once per streak.
+func auditEmitter(audit *auditLog, notes *notifyQueue, path string, log *slog.Logger) func(deployEvent) {
+	var failing atomic.Bool
+	return func(e deployEvent) {
 		if err := audit.record(notes.redact(e)); err != nil {
-			if !auditFailing.Swap(true) {
-				log.Error("could not write the audit log", "path", cfg.AuditLog, "err", err)
+			if !failing.Swap(true) {
+				log.Error("could not write the audit log", "path", path, "err", err)
 			}
 		} else {
-			auditFailing.Store(false)
+			failing.Store(false)
 		}
 		notes.notify(e)
 	}
+}
+
+// newDeployer wires the owner of the live release to its observer.
+func newDeployer(cfg *config, log *slog.Logger, p *parts, cs *cacheSetup, state *deployState, emit func(deployEvent)) *deployer {
 	cacheKind := "file"
 	if cfg.Cache != "" {
 		cacheKind, _, _ = strings.Cut(cfg.Cache, ":")
 	}
 	board := newStatusBoard(cfg.Command, redactRaw(cfg.RegistryRaw), cacheKind, cfg.Server.Ports)
 	board.deploySlot(cfg.Select.Slot)
-	mets := newMetrics(version)
-	if state.Current != "" {
-		board.deployed(state.Current, state.SHA256, state.VerifiedBy, state.DeployedAt)
-		mets.current(state.Current)
-		if cfg.Command == "assets" {
-			mets.serving(true)
-		}
+	obs := &observer{board: board, metrics: newMetrics(version), emit: emit, log: log}
+	if rep, ok := p.reg.(reporter); ok {
+		obs.reg = rep
 	}
-	for tag, f := range state.Failed {
-		board.failed(tag, f.Reason)
-	}
-	d := &deployer{cfg: cfg, log: log, reg: reg, state: state, storeFor: stores.storeFor, now: timeNow, act: noActivation{},
-		emit: emit, app: appName(cfg.Registry), user: currentUser(), cache: cs, fleet: fleet, board: board, metrics: mets}
-	d.slot, d.ctlPoke = d.rolloutSlot, make(chan struct{}, 1)
+	obs.restored(state, cfg.Command == "assets")
+	d := &deployer{cfg: cfg, log: log, reg: cs.wrapRegistry(p.reg, cfg.Registry.String()), state: state,
+		storeFor: p.stores.storeFor, now: timeNow, act: noActivation{}, obs: obs, app: appName(cfg.Registry),
+		user: currentUser(), cache: cs, fleet: p.fleet}
+	d.slot = d.rolloutSlot
+	d.controlState.init()
 	d.showControl()
-	// Tells systemd (Type=notify) once that the service is up.
-	var readyOnce sync.Once
-	ready := func() {
-		readyOnce.Do(func() { sdReady("serving " + orNone(board.snapshot().Current)) })
-	}
-	d.onUpToDate = ready
+	return d
+}
 
+// runOnce is `dewy assets --once`: one deploy if needed, then exit.
+func runOnce(ctx context.Context, d *deployer) error {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sigs)
-
-	if cfg.Command == "assets" && cfg.Once {
-		go func() {
-			if s := <-sigs; s == syscall.SIGINT || s == syscall.SIGTERM {
-				stop()
-			}
-		}()
-		res, err := d.checkOnce(ctx)
-		if err != nil {
-			return err
-		}
-		ready()
-		if !res.UpToDate && d.holdWhy != "" {
-			log.Info("not deploying: "+d.holdWhy, "version", state.Current)
-			return nil
-		}
-		if !res.UpToDate {
-			return errors.New("newest release is not deployed: it failed before and is waiting for its retry time, or its checksum file has not arrived (see the log)")
-		}
-		log.Info("up to date", "version", state.Current)
-		return nil
-	}
-
-	var sup *supervisor
-	supDone := make(chan error, 1)
-	if cfg.Command == "server" {
-		sc := cfg.Server
-		sc.Dir = cfg.Root
-		sc.Proxy = cfg.Proxy
-		sup, err = newSupervisor(sc, log)
-		if err != nil {
-			return err
-		}
-		d.act = sup
-		sup.onChild = func(pid, generation, restarts int) {
-			board.child(pid, generation, restarts)
-			if pid != 0 {
-				mets.serving(true)
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				if s == syscall.SIGINT || s == syscall.SIGTERM {
+					stop()
+				}
+			case <-ctx.Done():
+				return
 			}
 		}
-		sup.onRestart = mets.childRestart
-		sup.onDown = func(down bool, version, why string) {
-			kind := eventUp
-			if down {
-				kind = eventDown
-			}
-			e := d.event(kind, version)
-			e.Error = why
-			board.down(why)
-			mets.serving(!down)
-			emit(e)
-		}
-		supCtx, stopSup := context.WithCancel(context.Background())
-		defer stopSup()
-		go func() { supDone <- sup.run(supCtx) }()
-		if state.Current != "" {
-			if err := sup.activate(ctx, state.Current); err != nil {
-				// Nothing serves. Forget what current claims, so the first
-				// poll deploys the newest release afresh instead of calling
-				// a release that does not start "up to date".
-				log.Error("could not start the current release; deploying afresh", "version", state.Current, "err", err)
-				state.Current = ""
-			} else {
-				ready()
-			}
-		}
-		// The supervisor's context ends only after polling has stopped,
-		// so a stop never races a deploy; then dewy waits for the child.
-		defer func() {
-			stopSup()
-			if err := <-supDone; err != nil {
-				log.Error("supervisor", "err", err)
-			}
-		}()
-	}
-
-	poke := make(chan struct{}, 1)
-	pollNow := func() {
-		select {
-		case poke <- struct{}{}:
-		default:
-		}
-	}
-	serving := func() string { return "serving " + orNone(board.snapshot().Current) }
-	restart := func(ctx context.Context) error {
-		current := board.snapshot().Current
-		e := d.event(eventRestarted, current)
-		e.Previous = current
-		err := sdReload(ctx, sup.restart, serving)
-		if err != nil {
-			log.Error("restart failed; previous process keeps serving", "err", err)
-			e.Outcome, e.Error = "failed", err.Error()
-		} else {
-			log.Info("restarted " + orNone(current))
-			e.Outcome = "ok"
-		}
-		emit(e)
+	}()
+	res, err := d.checkOnce(ctx)
+	d.endBake()
+	if err != nil {
 		return err
 	}
-	var wg sync.WaitGroup
-	if cfg.Admin != "" {
-		act := adminActions{deploy: pollNow, control: d.control, history: func() ([]deployEvent, error) { return readAudit(cfg.AuditLog) }}
-		if cs.remote {
-			act.fleet = func(ctx context.Context) (fleetJSON, error) { return cs.fleet(ctx, fleet) }
-		}
-		if sup != nil {
-			act.restart = restart
-		}
-		adm, err := newAdminServer(cfg.Admin, cfg.AdminPublic, board, mets, act, log.With("component", "admin"))
-		if err != nil {
-			return &usageError{fmt.Sprintf("--admin %q: %v", cfg.Admin, err)}
-		}
-		wg.Go(func() {
-			if err := adm.serve(ctx); err != nil {
-				log.Error("admin endpoint", "err", err)
-			}
-		})
+	d.obs.ready(d.state.Current)
+	switch {
+	case !res.UpToDate && d.holdWhy != "":
+		d.log.Info("not deploying: "+d.holdWhy, "version", d.state.Current)
+		return nil
+	case !res.UpToDate:
+		return errors.New("newest release is not deployed: it failed before and is waiting for its retry time, or its checksum file has not arrived (see the log)")
 	}
-	startWatchdog(ctx, os.Getenv, log)
-	wg.Go(func() { d.pollLoop(ctx, cfg.Interval, poke) })
-	log.Info("dewy started", "command", cfg.Command, "registry", redactRaw(cfg.RegistryRaw), "root", cfg.Root, "interval", cfg.Interval, "version", version)
+	d.log.Info("up to date", "version", d.state.Current)
+	return nil
+}
+
+// server is dewy running until told to stop.
+type server struct {
+	d     *deployer
+	app   *app // nil for dewy assets
+	sigs  chan os.Signal
+	poke  chan struct{} // asks the deployer's loop to poll now
+	stop  context.CancelFunc
+	tasks sync.WaitGroup // the deployer's loop and the admin endpoint
+}
+
+// serve runs the application (dewy server), the admin endpoint and the
+// deployer's loop until a stop signal, or until the application cannot
+// be kept running.
+func serve(ctx context.Context, d *deployer) error {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	s := &server{d: d, sigs: make(chan os.Signal, 4), poke: make(chan struct{}, 1), stop: stop}
+	signal.Notify(s.sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1)
+	defer signal.Stop(s.sigs)
+	a, err := startApp(d)
+	if err != nil {
+		return err
+	}
+	if a != nil {
+		// The application's supervisor stops only after the loop has,
+		// so a stop never races a deploy; then dewy waits for the child.
+		defer a.stopAndWait(d.log)
+		s.app = a
+		d.startLive(ctx)
+	}
+	if err := s.startAdmin(ctx); err != nil {
+		return err
+	}
+	startWatchdog(ctx, os.Getenv, d.log)
+	s.tasks.Go(func() { d.pollLoop(ctx, d.cfg.Interval, s.poke) })
+	d.log.Info("dewy started", "command", d.cfg.Command, "registry", redactRaw(d.cfg.RegistryRaw), "root", d.cfg.Root,
+		"interval", d.cfg.Interval, "version", version)
+	return s.wait(ctx)
+}
+
+func (s *server) pollNow() {
+	select {
+	case s.poke <- struct{}{}:
+	default:
+	}
+}
+
+// startAdmin serves --admin, if set.
+func (s *server) startAdmin(ctx context.Context) error {
+	d, cfg := s.d, s.d.cfg
+	if cfg.Admin == "" {
+		return nil
+	}
+	act := adminActions{deploy: s.pollNow, control: d.control, history: func() ([]deployEvent, error) { return readAudit(cfg.AuditLog) }}
+	if d.cache.remote {
+		act.fleet = func(ctx context.Context) (fleetJSON, error) { return d.cache.fleet(ctx, d.fleet) }
+	}
+	if s.app != nil {
+		act.restart = d.restart
+	}
+	adm, err := newAdminServer(cfg.Admin, cfg.AdminPublic, d.obs.board, d.obs.metrics, act, d.log.With("component", "admin"))
+	if err != nil {
+		return &usageError{fmt.Sprintf("--admin %q: %v", cfg.Admin, err)}
+	}
+	s.tasks.Go(func() {
+		if err := adm.serve(ctx); err != nil {
+			d.log.Error("admin endpoint", "err", err)
+		}
+	})
+	return nil
+}
+
+// wait serves signals until a stop signal, or until the application's
+// supervisor gives up.
+func (s *server) wait(ctx context.Context) error {
+	var appDone chan error
+	if s.app != nil {
+		appDone = s.app.done
+	}
 	for {
 		select {
-		case s := <-sigs:
-			switch s {
+		case sig := <-s.sigs:
+			switch sig {
 			case syscall.SIGUSR1:
-				pollNow()
+				s.pollNow()
 			case syscall.SIGHUP:
-				if sup != nil {
-					go restart(ctx)
+				if s.app != nil {
+					go s.d.restart(ctx)
 				}
 			default:
-				log.Info("stopping", "signal", s.String())
-				sdStopping()
-				stop()
-				wg.Wait()
-				e := d.event(eventStopped, d.stateCurrent())
-				e.Outcome = "ok"
-				emit(e)
-				go func() {
-					for s := range sigs {
-						if (s == syscall.SIGINT || s == syscall.SIGTERM) && sup != nil {
-							log.Warn("second stop signal: killing the application now")
-							sup.kill()
-						}
-					}
-				}()
+				s.d.log.Info("stopping", "signal", sig.String())
+				s.shutDown()
+				e := s.d.event(eventStopped, s.d.state.Current)
+				e.Outcome = outcomeOK
+				s.d.obs.event(e)
+				go s.killOnSecondSignal()
 				return nil
 			}
-		case err := <-supDone:
-			sdStopping()
-			stop()
-			wg.Wait()
-			supDone <- err
+		case err := <-appDone:
+			s.shutDown()
+			appDone <- err // for stopAndWait
 			return err
 		}
 	}
 }
 
-// stateCurrent is the release the state file calls current.
-func (d *deployer) stateCurrent() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.state.Current
+// shutDown stops the loop and the admin endpoint and waits for them.
+func (s *server) shutDown() {
+	sdStopping()
+	s.stop()
+	s.tasks.Wait()
+}
+
+// killOnSecondSignal kills the application at once on a second stop
+// signal, for an operator who will not wait for it to drain.
+func (s *server) killOnSecondSignal() {
+	for sig := range s.sigs {
+		if (sig == syscall.SIGINT || sig == syscall.SIGTERM) && s.app != nil {
+			s.d.log.Warn("second stop signal: killing the application now")
+			s.app.sup.kill()
+		}
+	}
+}
+
+// app is the application dewy server runs, under its supervisor.
+type app struct {
+	sup  *supervisor
+	done chan error // the supervisor's result, put back once read
+	stop context.CancelFunc
+}
+
+// startApp starts the supervisor for dewy server; nil for dewy assets.
+func startApp(d *deployer) (*app, error) {
+	if d.cfg.Command != "server" {
+		return nil, nil
+	}
+	sc := d.cfg.Server
+	sc.Dir, sc.Proxy = d.cfg.Root, d.cfg.Proxy
+	sup, err := newSupervisor(sc, d.log)
+	if err != nil {
+		return nil, err
+	}
+	d.act = sup
+	sup.onChild = func(pid, generation, restarts int) {
+		d.obs.child(pid, generation, restarts)
+		d.children.set(pid, generation, restarts)
+	}
+	sup.onRestart = d.obs.crashRestart
+	sup.onDown = func(down bool, version, why string) {
+		e := d.event(eventUp, version)
+		if down {
+			e.Kind = eventDown
+		}
+		e.Error = why
+		d.obs.event(e)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	a := &app{sup: sup, done: make(chan error, 1), stop: stop}
+	go func() { a.done <- sup.run(ctx) }()
+	return a, nil
+}
+
+func (a *app) stopAndWait(log *slog.Logger) {
+	a.stop()
+	if err := <-a.done; err != nil {
+		log.Error("supervisor", "err", err)
+	}
+}
+
+// startLive starts the release current points at, before the loop runs.
+// If it does not start, current's claim is forgotten, so the first poll
+// deploys the newest release afresh instead of calling a release that does
+// not start "up to date".
+func (d *deployer) startLive(ctx context.Context) {
+	if d.state.Current == "" {
+		return
+	}
+	if err := d.act.activate(ctx, d.state.Current); err != nil {
+		d.log.Error("could not start the current release; deploying afresh", "version", d.state.Current, "err", err)
+		d.state.Current = ""
+		return
+	}
+	d.obs.ready(d.state.Current)
 }
 
 // errUnhealthy makes `dewy status` exit 1; the table already says why.
