@@ -389,9 +389,10 @@ func (d *deployer) fleetHold(ctx context.Context, tag string) string {
 	return ""
 }
 
-// deployFailed marks a release that failed its health gate bad for the fleet.
-func (d *deployer) deployFailed(ctx context.Context, tag string, err error) {
-	if errors.Is(err, errHealth) && d.cache != nil && d.cache.remote {
+// quarantineFailed marks a release that failed its health gate bad for
+// the fleet.
+func (d *deployer) quarantineFailed(ctx context.Context, tag string) {
+	if d.cache != nil && d.cache.remote {
 		d.quarantine(ctx, tag, "failed its health gate")
 	}
 }

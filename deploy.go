@@ -137,7 +137,6 @@ func (d *deployer) check(ctx context.Context) (checkResult, error) {
 		}
 	}
 	if err := d.deploy(ctx, rel, v, a); err != nil {
-		d.deployFailed(ctx, rel.Tag, err)
 		return checkResult{}, err
 	}
 	d.obs.ready(d.state.Current)
@@ -352,6 +351,9 @@ func (d *deployer) rollBack(ctx context.Context, t *attempt, err error) error {
 	} else {
 		t.log.Warn("rolled back to "+t.from, "reason", err)
 	}
+	// While this host still holds the fleet's deploy slot, so that no
+	// other host takes the slot and the release before it is marked bad.
+	d.quarantineFailed(ctx, tag)
 	return fmt.Errorf("deploy %s: %w: %w", tag, errHealth, err)
 }
 

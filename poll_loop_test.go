@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// gateActivator is an application whose activations and restarts wait for
+// the test to let them through, so that requests can be made to arrive
+// while one is in progress.
+type gateActivator struct {
+	entered  chan string   // the version an activation or restart ("restart") began for
+	release  chan struct{} // lets one through
+	mu       sync.Mutex
+	restarts int
+}
+
+func newGateActivator() *gateActivator {
+	return &gateActivator{entered: make(chan string, 16), release: make(chan struct{})}
+}
+
+func (g *gateActivator) activate(ctx context.Context, version string) error {
+	g.entered <- version
+	select {
+	case <-g.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (g *gateActivator) restart(ctx context.Context) error {
+	g.entered <- "restart"
+	select {
+	case <-g.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.restarts++
+	return nil
+}
+
+func (g *gateActivator) count() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.restarts
+}
+
+func (g *gateActivator) waitEntered(t *testing.T, want string) {
+	t.Helper()
+	select {
+	case got := <-g.entered:
+		if got != want {
+			t.Fatalf("entered %q, want %q", got, want)
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("%s never began", want)
+	}
+}
+
+// startLoop runs the deployer's loop over a file registry holding v1.0.0,
+// with an application that waits for the test; the loop's first check is
+// held in v1.0.0's activation when it returns.
+func startLoop(t *testing.T) (*deployer, *gateActivator, *observerLog) {
+	t.Helper()
+	reg := t.TempDir()
+	publishAtomic(t, reg, "v1.0.0", map[string][]byte{"index.html": []byte("one")})
+	d := newTestDeployer(t, settledFileRegistry(t, reg), t.TempDir())
+	d.cfg.AllowUnverified = true
+	d.cfg.Command = "server"
+	g := newGateActivator()
+	d.act = g
+	ol := &observerLog{}
+	d.obs = &observer{board: newStatusBoard("server", "test://registry", "", nil), emit: ol.add}
+	d.controlState.init()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); d.pollLoop(ctx, time.Hour, nil) }()
+	t.Cleanup(func() { cancel(); <-done })
+	g.waitEntered(t, "v1.0.0")
+	return d, g, ol
+}
+
+// observerLog keeps the events the observer hears.
+type observerLog struct {
+	mu     sync.Mutex
+	events []deployEvent
+}
+
+func (l *observerLog) add(e deployEvent) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, e)
+}
+
+func (l *observerLog) kinds() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var ks []string
+	for _, e := range l.events {
+		ks = append(ks, e.Kind+" "+e.Version)
+	}
+	return ks
+}
+
+// Restarts that arrive while a deploy's activation runs wait for it, and
+// those waiting together are served by one restart of the new release.
+func TestLoopQueuesAndMergesRestartsBehindADeploy(t *testing.T) {
+	d, g, ol := startLoop(t)
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() { errs <- d.restart(t.Context()) }()
+	}
+	// All three are waiting for the loop before the activation ends.
+	waitCond(t, "three restarts waiting", func() bool { return d.ctlWaiting.Load() == 3 })
+	g.release <- struct{}{} // v1.0.0 is live
+	g.waitEntered(t, "restart")
+	g.release <- struct{}{}
+	for range 3 {
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Fatalf("restart = %v, want nil", err)
+			}
+		case v := <-g.entered:
+			t.Fatalf("a second restart began (%s): the waiting ones were not merged", v)
+		case <-time.After(time.Minute):
+			t.Fatal("restarts not answered within a minute")
+		}
+	}
+	if n := g.count(); n != 1 {
+		t.Errorf("restarts done = %d, want 1 for three requests waiting together", n)
+	}
+	want := []string{"started v1.0.0", "deployed v1.0.0", "restarted v1.0.0"}
+	if got := ol.kinds(); !slices.Equal(got, want) {
+		t.Errorf("events = %q, want %q", got, want)
+	}
+}
+
+// An operator's control that arrives during a deploy is answered once the
+// deploy has ended, not refused.
+func TestLoopQueuesAControlBehindADeploy(t *testing.T) {
+	d, g, _ := startLoop(t)
+	type answer struct {
+		msg string
+		err error
+	}
+	answers := make(chan answer, 1)
+	go func() {
+		msg, err := d.control(t.Context(), controlRequest{Action: "pause", Reason: "freeze", By: "test"})
+		answers <- answer{msg, err}
+	}()
+	waitCond(t, "the pause waiting", func() bool { return d.ctlWaiting.Load() == 1 })
+	select {
+	case a := <-answers:
+		t.Fatalf("pause answered during the deploy: %q, %v", a.msg, a.err)
+	default:
+	}
+	g.release <- struct{}{}
+	a := <-answers
+	if a.err != nil {
+		t.Fatalf("pause = %v, want nil", a.err)
+	}
+	if got := d.obs.board.snapshot(); got.Current != "v1.0.0" || got.Paused == nil || got.Paused.Reason != "freeze" {
+		t.Errorf("status current %q, paused %+v; want v1.0.0, paused for freeze", got.Current, got.Paused)
+	}
+}
+
+// A request made after the loop stopped gets an error that says so.
+func TestLoopAnswersAfterItStopped(t *testing.T) {
+	d := &deployer{}
+	d.controlState.init()
+	close(d.loopDone)
+	if _, err := d.control(t.Context(), controlRequest{Action: "pause"}); !errors.Is(err, errLoopDone) {
+		t.Errorf("control after stop = %v, want %v", err, errLoopDone)
+	}
+	if err := d.restart(t.Context()); !errors.Is(err, errLoopDone) {
+		t.Errorf("restart after stop = %v, want %v", err, errLoopDone)
+	}
+}
+
+// waitCond waits for cond, which other goroutines make true; a counter of
+// waiting requests has no signal of its own to wait on.
+func waitCond(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within a minute", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
