@@ -200,6 +200,16 @@ func (ls *loopSup) activateFake(t *testing.T, version string, old *fakeProc) *fa
 	t.Helper()
 	reply := ls.request(context.Background(), version, false)
 	p := ls.procs.next(t)
+	if err := swap(t, p, old, reply); err != nil {
+		t.Fatalf("activate %s: %v", version, err)
+	}
+	return p
+}
+
+// swap makes p ready, lets old exit when the loop stops it, and returns
+// the answer to the request p was started for.
+func swap(t *testing.T, p, old *fakeProc, reply chan error) error {
+	t.Helper()
 	p.sayReady(t)
 	if old != nil {
 		if sig := old.awaitSignal(t); sig != syscall.SIGUSR2 {
@@ -207,10 +217,7 @@ func (ls *loopSup) activateFake(t *testing.T, version string, old *fakeProc) *fa
 		}
 		old.exit(nil)
 	}
-	if err := awaitReply(t, reply); err != nil {
-		t.Fatalf("activate %s: %v", version, err)
-	}
-	return p
+	return awaitReply(t, reply)
 }
 
 func awaitReply(t *testing.T, reply chan error) error {
@@ -302,20 +309,15 @@ func TestLoopRestartsMerge(t *testing.T) {
 	second := ls.request(context.Background(), "", true)
 	third := ls.request(context.Background(), "", true)
 
-	p2.sayReady(t)
-	p1.awaitSignal(t)
-	p1.exit(nil)
-	if err := awaitReply(t, first); err != nil {
+	if err := swap(t, p2, p1, first); err != nil {
 		t.Fatalf("first restart: %v", err)
 	}
 	p3 := ls.procs.next(t)
-	p3.sayReady(t)
-	p2.awaitSignal(t)
-	p2.exit(nil)
-	for i, reply := range []chan error{second, third} {
-		if err := awaitReply(t, reply); err != nil {
-			t.Errorf("restart %d, sent while the first was starting: %v", i+2, err)
-		}
+	if err := swap(t, p3, p2, second); err != nil {
+		t.Errorf("second restart, sent while the first was starting: %v", err)
+	}
+	if err := awaitReply(t, third); err != nil {
+		t.Errorf("third restart, sent while the first was starting: %v", err)
 	}
 	ls.procs.noMore(t)
 	if got := ls.rs.Load(); got != 2 {
@@ -339,20 +341,14 @@ func TestLoopRestartDuringActivationQueued(t *testing.T) {
 		t.Fatalf("restart during an activation answered at once: %v", err)
 	default:
 	}
-	p2.sayReady(t)
-	p1.awaitSignal(t)
-	p1.exit(nil)
-	if err := awaitReply(t, act); err != nil {
+	if err := swap(t, p2, p1, act); err != nil {
 		t.Fatalf("activate v2: %v", err)
 	}
 	p3 := ls.procs.next(t)
 	if got := ls.startedVersion(t, 3); got != "v2" {
 		t.Errorf("the restart started %s, want v2", got)
 	}
-	p3.sayReady(t)
-	p2.awaitSignal(t)
-	p2.exit(nil)
-	if err := awaitReply(t, restart); err != nil {
+	if err := swap(t, p3, p2, restart); err != nil {
 		t.Errorf("restart queued behind an activation: %v", err)
 	}
 	ls.procs.noMore(t)
