@@ -76,6 +76,9 @@ type supervisor struct {
 	// proxy, in proxy mode, serves the sockets itself and forwards to the
 	// live generation's private port; nil in socket-handoff mode.
 	proxy *switchProxy
+	// newProc starts a child: startOSProcess, or a fake in tests, which set
+	// it before run starts.
+	newProc func(procSpec) (process, error)
 
 	// Crash-restart backoff and probe pacing; tests shorten them before
 	// run starts.
@@ -121,14 +124,13 @@ type request struct {
 type child struct {
 	gen       int
 	version   string
-	cmd       *exec.Cmd
+	proc      process
 	pid       int
 	started   time.Time
 	health    string        // address of its private probe listener, "" without HealthPath
 	upstream  string        // proxy mode: the private port it listens on itself
 	readySock *readySocket  // nil where the sender of a datagram cannot be checked
 	dead      chan struct{} // closed once the process has exited
-	waitErr   error         // off Linux: Wait's result, set before dead closes
 
 	stopping bool
 	reaped   bool
@@ -213,6 +215,7 @@ func newSupervisor(cfg serverConfig, log *slog.Logger) (*supervisor, error) {
 		proxyDown:    make(chan struct{}),
 		done:         make(chan struct{}),
 		proxy:        px,
+		newProc:      startOSProcess,
 	}
 	if px != nil {
 		// Each generation has a port of its own: nothing to tell apart.
@@ -313,7 +316,7 @@ func (s *supervisor) run(ctx context.Context) error {
 		case c := <-s.drainC:
 			if !c.reaped {
 				s.log.Warn("child outlived the drain timeout; killing it", "gen", c.gen, "pid", c.pid, "timeout", s.cfg.DrainTimeout)
-				killGroup(c)
+				c.proc.kill()
 			}
 		case <-l.restartC:
 			l.restartC = nil
@@ -334,7 +337,7 @@ func (s *supervisor) run(ctx context.Context) error {
 			l.stopRestart()
 			for c := range l.children {
 				s.log.Warn("killing child", "gen", c.gen, "pid", c.pid)
-				killGroup(c)
+				c.proc.kill()
 			}
 		}
 		l.checkDown()
@@ -534,8 +537,8 @@ func (l *loop) exited(c *child) {
 	// Whatever the child left in its group (workers, a shell's children)
 	// would go on accepting on the shared sockets. The unreaped leader
 	// pins the group id, so this cannot reach anyone else.
-	killGroup(c)
-	status := reap(c)
+	c.proc.kill()
+	status := c.proc.reap()
 	c.reaped = true
 	delete(l.children, c)
 	if c.drain != nil {
@@ -714,7 +717,7 @@ func (l *loop) stop(c *child) {
 	}
 	c.stopping = true
 	s.log.Info("stopping child", "gen", c.gen, "pid", c.pid, "signal", s.cfg.StopSignal)
-	if err := c.cmd.Process.Signal(s.cfg.StopSignal); err != nil {
+	if err := c.proc.signal(s.cfg.StopSignal); err != nil {
 		s.log.Warn("signal child", "gen", c.gen, "pid", c.pid, "err", err)
 	}
 	c.drain = time.AfterFunc(s.cfg.DrainTimeout, func() {
@@ -732,68 +735,13 @@ func (l *loop) start(version string) (*child, error) {
 	l.resume()
 	l.gen++
 	c := &child{gen: l.gen, version: version, dead: make(chan struct{})}
-
-	var files []*os.File
-	defer func() {
-		for _, f := range files {
-			f.Close()
-		}
-	}()
-	var starter, names []string
-	add := func(ln net.Listener, starterName, fdName string) error {
-		f, err := dupListener(ln, starterName)
-		if err != nil {
-			return err
-		}
-		files = append(files, f)
-		starter = append(starter, starterName+"="+strconv.Itoa(2+len(files)))
-		names = append(names, fdName)
-		return nil
+	var fds fdSet
+	defer fds.close() // the child has its own copies once started
+	extraEnv, err := l.sockets(c, &fds)
+	if err != nil {
+		return nil, err
 	}
-	var extraEnv []string
-	if s.proxy != nil {
-		// The app binds a port of its own; the proxy holds the sockets.
-		addr, err := pickUpstreamAddr()
-		if err != nil {
-			return nil, err
-		}
-		c.upstream = addr
-		extraEnv = upstreamEnv(addr)
-		if s.cfg.HealthPath != "" {
-			c.health = addr // only this generation listens there
-		}
-	}
-	for _, ln := range s.lns {
-		if s.proxy != nil {
-			break // the app binds a port of its own
-		}
-		if err := add(ln.ln, ln.starter, ln.fdName); err != nil {
-			return nil, err
-		}
-	}
-	if s.cfg.HealthPath != "" && s.proxy == nil {
-		hl, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("health probe listener: %w", err)
-		}
-		c.health = hl.Addr().String()
-		err = add(hl, c.health, healthName)
-		// Only the child keeps it open, so a dead child refuses the
-		// probe instead of leaving it queued.
-		hl.Close()
-		if err != nil {
-			return nil, err
-		}
-	}
-
-	env := childEnv(os.Environ(), s.cfg.Env)
-	if len(files) > 0 {
-		// LISTEN_PID is set by the exec shim, which knows its own pid.
-		env = append(env,
-			"LISTEN_FDS="+strconv.Itoa(len(files)),
-			"LISTEN_FDNAMES="+strings.Join(names, ":"),
-			"SERVER_STARTER_PORT="+strings.Join(starter, ";"))
-	}
+	env := append(childEnv(os.Environ(), s.cfg.Env), fds.env()...)
 	env = append(env, "SERVER_STARTER_GENERATION="+strconv.Itoa(c.gen))
 	env = append(env, extraEnv...)
 	n, err := listenReady()
@@ -804,42 +752,123 @@ func (l *loop) start(version string) (*child, error) {
 		c.readySock = n
 		env = append(env, "NOTIFY_SOCKET="+n.addr)
 	}
-
-	cmd := exec.Command(s.exe, append([]string{"__exec", "--"}, s.cfg.Command...)...)
-	cmd.Dir = s.cfg.Dir
-	cmd.Env = env
-	cmd.Stdout = os.Stdout
-	cmd.Stderr = os.Stderr
-	cmd.ExtraFiles = files
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
+	p, err := s.newProc(procSpec{
+		path:  s.exe,
+		args:  append([]string{"__exec", "--"}, s.cfg.Command...),
+		dir:   s.cfg.Dir,
+		env:   env,
+		files: fds.files,
+	})
+	if err != nil {
 		if n != nil {
 			n.close()
 		}
 		return nil, fmt.Errorf("start %s: %w", s.cfg.Command[0], err)
 	}
-	c.cmd, c.pid, c.started = cmd, cmd.Process.Pid, time.Now()
+	c.proc, c.pid, c.started = p, p.pid(), time.Now()
 	l.children[c] = true
+	l.watch(c)
+	s.log.Info("child started", "gen", c.gen, "pid", c.pid, "version", version)
+	return c, nil
+}
+
+// sockets gathers what c inherits: in handoff mode a descriptor for each
+// listener and, with HealthPath, its private probe listener; in proxy mode
+// nothing, but a port of its own, which the returned environment names.
+func (l *loop) sockets(c *child, fds *fdSet) ([]string, error) {
+	s := l.s
+	if s.proxy != nil {
+		// The app binds a port of its own; the proxy holds the sockets.
+		addr, err := pickUpstreamAddr()
+		if err != nil {
+			return nil, err
+		}
+		c.upstream = addr
+		if s.cfg.HealthPath != "" {
+			c.health = addr // only this generation listens there
+		}
+		return upstreamEnv(addr), nil
+	}
+	for _, ln := range s.lns {
+		if err := fds.add(ln.ln, ln.starter, ln.fdName); err != nil {
+			return nil, err
+		}
+	}
+	if s.cfg.HealthPath == "" {
+		return nil, nil
+	}
+	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("health probe listener: %w", err)
+	}
+	c.health = hl.Addr().String()
+	err = fds.add(hl, c.health, healthName)
+	// Only the child keeps it open, so a dead child refuses the probe
+	// instead of leaving it queued.
+	hl.Close()
+	return nil, err
+}
+
+// watch tells run when c exits and when it first says READY=1.
+func (l *loop) watch(c *child) {
+	s := l.s
 	go func() {
-		awaitExit(c)
+		c.proc.wait()
 		close(c.dead)
 		s.exitC <- c // run does not return while c is unreaped
 	}()
-	if n != nil {
-		go n.serve(c.pid)
-		go func() {
-			select {
-			case <-n.ready:
-				select {
-				case s.saidReadyC <- c:
-				case <-s.done:
-				}
-			case <-c.dead:
-			}
-		}()
+	n := c.readySock
+	if n == nil {
+		return
 	}
-	s.log.Info("child started", "gen", c.gen, "pid", c.pid, "version", version)
-	return c, nil
+	go n.serve(c.pid)
+	go func() {
+		select {
+		case <-n.ready:
+			select {
+			case s.saidReadyC <- c:
+			case <-s.done:
+			}
+		case <-c.dead:
+		}
+	}()
+}
+
+// An fdSet is the listening sockets one generation inherits, from fd 3 on,
+// and their names in systemd's and server-starter's conventions.
+type fdSet struct {
+	files          []*os.File
+	starter, names []string
+}
+
+func (fs *fdSet) add(ln net.Listener, starterName, fdName string) error {
+	f, err := dupListener(ln, starterName)
+	if err != nil {
+		return err
+	}
+	fs.files = append(fs.files, f)
+	fs.starter = append(fs.starter, starterName+"="+strconv.Itoa(2+len(fs.files)))
+	fs.names = append(fs.names, fdName)
+	return nil
+}
+
+// env names the descriptors for the child. LISTEN_PID is set by the exec
+// shim, which knows its own pid.
+func (fs *fdSet) env() []string {
+	if len(fs.files) == 0 {
+		return nil
+	}
+	return []string{
+		"LISTEN_FDS=" + strconv.Itoa(len(fs.files)),
+		"LISTEN_FDNAMES=" + strings.Join(fs.names, ":"),
+		"SERVER_STARTER_PORT=" + strings.Join(fs.starter, ";"),
+	}
+}
+
+func (fs *fdSet) close() {
+	for _, f := range fs.files {
+		f.Close()
+	}
 }
 
 // childEnv is dewy's environment without the variables that describe

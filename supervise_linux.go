@@ -19,14 +19,14 @@ func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }
 
-// awaitExit blocks until c has exited but leaves it unreaped (WNOWAIT): as
-// long as the zombie holds its pid, run can signal the process group without
-// risk of hitting a recycled id. run reaps it.
-func awaitExit(c *child) {
+// wait blocks until p has exited but leaves it unreaped (WNOWAIT): as long
+// as the zombie holds its pid, run can signal the process group without risk
+// of hitting a recycled id. run reaps it.
+func (p *osProcess) wait() {
 	const pPID = 1     // P_PID in <sys/wait.h>
 	var info [128]byte // siginfo_t
 	for {
-		_, _, e := syscall.Syscall6(syscall.SYS_WAITID, pPID, uintptr(c.pid),
+		_, _, e := syscall.Syscall6(syscall.SYS_WAITID, pPID, uintptr(p.pid()),
 			uintptr(unsafe.Pointer(&info[0])), syscall.WEXITED|syscall.WNOWAIT, 0, 0)
 		if e != syscall.EINTR {
 			return
@@ -34,11 +34,11 @@ func awaitExit(c *child) {
 	}
 }
 
-func reap(c *child) error { return c.cmd.Wait() }
+func (p *osProcess) reap() error { return p.cmd.Wait() }
 
-// killGroup sends SIGKILL to c's whole process group. Only run calls it,
-// and only before it has reaped c.
-func killGroup(c *child) { syscall.Kill(-c.pid, syscall.SIGKILL) }
+// kill sends SIGKILL to p's whole process group. Only run calls it, and
+// only before it has reaped p.
+func (p *osProcess) kill() { syscall.Kill(-p.pid(), syscall.SIGKILL) }
 
 func passCredentials(c *net.UnixConn) error {
 	rc, err := c.SyscallConn()

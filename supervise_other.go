@@ -16,14 +16,14 @@ const canCheckSender = false
 // child running.
 func sysProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
 
-// awaitExit reaps at once: there is no portable wait that leaves a zombie.
-func awaitExit(c *child) { c.waitErr = c.cmd.Wait() }
+// wait reaps at once: there is no portable wait that leaves a zombie.
+func (p *osProcess) wait() { p.waitErr = p.cmd.Wait() }
 
-func reap(c *child) error { return c.waitErr }
+func (p *osProcess) reap() error { return p.waitErr }
 
-// killGroup kills only the child: it may be reaped already, and its process
+// kill kills only the child: it may be reaped already, and its process
 // group id could then belong to someone else.
-func killGroup(c *child) { c.cmd.Process.Kill() }
+func (p *osProcess) kill() { p.cmd.Process.Kill() }
 
 func passCredentials(*net.UnixConn) error { return errors.ErrUnsupported }
 
