@@ -66,23 +66,24 @@ func leaseBound(backend string) time.Duration {
 	return 3 * time.Second // lease-ttl=1s plus slack for -race
 }
 
-// windowRecorder makes cs.now note every registry-ttl window it is asked in.
+// windowRecorder is a clock that notes every registry-ttl window it is
+// asked the time in.
 type windowRecorder struct {
+	clock
+	ttl     time.Duration
 	mu      sync.Mutex
 	windows map[int64]bool
 }
 
-func (w *windowRecorder) clock(ttl time.Duration) func() time.Time {
-	return func() time.Time {
-		now := time.Now()
-		w.mu.Lock()
-		if w.windows == nil {
-			w.windows = map[int64]bool{}
-		}
-		w.windows[now.UnixNano()/int64(ttl)] = true
-		w.mu.Unlock()
-		return now
+func (w *windowRecorder) now() time.Time {
+	now := w.clock.now()
+	w.mu.Lock()
+	if w.windows == nil {
+		w.windows = map[int64]bool{}
 	}
+	w.windows[now.UnixNano()/int64(w.ttl)] = true
+	w.mu.Unlock()
+	return now
 }
 
 func (w *windowRecorder) count() int {
@@ -99,12 +100,12 @@ func TestFleetSharedRegistry(t *testing.T) {
 			const ttl = time.Second
 			raw := fleetCacheURL(t, backend, "registry-ttl=1s")
 			reg := &countingRegistry{rels: fleetReleases}
-			var rec windowRecorder
+			rec := &windowRecorder{clock: realClock{}, ttl: ttl}
 			var wg sync.WaitGroup
 			end := time.Now().Add(3200 * time.Millisecond)
 			for h := range 3 {
 				cs := testCacheSetup(t, raw)
-				cs.now = rec.clock(ttl)
+				cs.clk = rec // the real clock, noting windows; the local caches read it unnoted
 				shared := cs.wrapRegistry(reg, "ghr://owner/repo")
 				wg.Go(func() {
 					for time.Now().Before(end) {
@@ -294,8 +295,8 @@ func TestFleetHostProcess(t *testing.T) {
 		fmt.Println("held")
 		select {}
 	case "poll":
-		var rec windowRecorder
-		cs.now = rec.clock(cs.registryTTL)
+		rec := &windowRecorder{clock: realClock{}, ttl: cs.registryTTL}
+		cs.clk = rec
 		owner, repo, _ := strings.Cut(os.Getenv("DEWY_TEST_FLEET_REPO"), "/")
 		gh, err := newGitHubRegistry(&url.URL{Scheme: "ghr", Host: owner, Path: "/" + repo}, os.Getenv, log)
 		if err != nil {
