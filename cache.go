@@ -104,7 +104,7 @@ type cacheSetup struct {
 
 	log    *slog.Logger
 	closer io.Closer
-	clk    clock // also the local caches' (memory, file): tests move one clock for all
+	clk    clock // fleet waits and registry windows; the local caches carry their own
 
 	mu      sync.Mutex
 	failing map[string]bool // op → in a failure streak (warned once)

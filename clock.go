@@ -33,8 +33,8 @@ func everyTickOf(ctx context.Context, clk clock, interval time.Duration, f func(
 	for {
 		next = next.Add(interval)
 		wait := next.Sub(clk.now())
-		if wait < 0 {
-			next = next.Add(time.Duration(int64(-wait/interval)) * interval)
+		if wait < 0 { // f overran: tick now, for the last tick due
+			next = next.Add(-wait / interval * interval)
 			wait = 0
 		}
 		select {
