@@ -104,7 +104,7 @@ type cacheSetup struct {
 
 	log    *slog.Logger
 	closer io.Closer
-	now    func() time.Time
+	clk    clock // fleet waits and registry windows; the local caches carry their own
 
 	mu      sync.Mutex
 	failing map[string]bool // op → in a failure streak (warned once)
@@ -134,7 +134,7 @@ func newCache(ctx context.Context, raw, root string, getenv func(string) string,
 		timeout:   defaultCacheTimeout,
 		slotRetry: 500 * time.Millisecond,
 		log:       log.With("cache", u.Scheme),
-		now:       time.Now,
+		clk:       realClock{},
 		failing:   map[string]bool{},
 	}
 	if err := cs.takeOptions(q); err != nil {
@@ -244,6 +244,8 @@ func (cs *cacheSetup) takeOptions(q url.Values) error {
 	}
 	return nil
 }
+
+func (cs *cacheSetup) now() time.Time { return cs.clk.now() }
 
 // close releases the backend's connections.
 func (cs *cacheSetup) close() error {

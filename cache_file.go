@@ -25,6 +25,7 @@ import (
 // Several hosts sharing a directory over NFS get no such guarantee.
 type fileCache struct {
 	dir string
+	clk clock
 }
 
 var _ cache = (*fileCache)(nil)
@@ -40,7 +41,7 @@ func newFileCache(dir string) (*fileCache, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "kv"), 0o755); err != nil {
 		return nil, fmt.Errorf("prepare cache directory: %w", err)
 	}
-	return &fileCache{dir: dir}, nil
+	return &fileCache{dir: dir, clk: realClock{}}, nil
 }
 
 // escapeName turns any string into one safe file name: bytes other than
@@ -84,7 +85,7 @@ func (c *fileCache) read(path string) ([]byte, error) {
 	if len(data) < 8 {
 		return nil, fmt.Errorf("cache file %s: truncated", path)
 	}
-	if exp := int64(binary.BigEndian.Uint64(data)); exp != 0 && time.Now().UnixNano() >= exp {
+	if exp := int64(binary.BigEndian.Uint64(data)); exp != 0 && c.clk.now().UnixNano() >= exp {
 		return nil, errNotFound
 	}
 	return data[8:], nil
@@ -93,7 +94,7 @@ func (c *fileCache) read(path string) ([]byte, error) {
 func (c *fileCache) write(path string, val []byte, ttl time.Duration) error {
 	buf := make([]byte, 8, 8+len(val))
 	if ttl > 0 {
-		binary.BigEndian.PutUint64(buf, uint64(time.Now().Add(ttl).UnixNano()))
+		binary.BigEndian.PutUint64(buf, uint64(c.clk.now().Add(ttl).UnixNano()))
 	}
 	return writeFileAtomic(path, append(buf, val...), 0o644)
 }
@@ -201,16 +202,14 @@ func (c *fileCache) locked(ctx context.Context, key string, f func(path string) 
 		if !errors.Is(err, fs.ErrExist) {
 			return err
 		}
-		if fi, err := os.Stat(lock); err == nil && time.Since(fi.ModTime()) > staleLock {
+		if fi, err := os.Stat(lock); err == nil && c.clk.now().Sub(fi.ModTime()) > staleLock {
 			os.Remove(lock)
 			continue
 		}
-		t := time.NewTimer(time.Millisecond)
 		select {
 		case <-ctx.Done():
-			t.Stop()
 			return ctx.Err()
-		case <-t.C:
+		case <-c.clk.after(time.Millisecond):
 		}
 	}
 	defer os.Remove(lock)

@@ -11,6 +11,7 @@ import (
 
 // memoryCache lives and dies with this process: one dewy, one host.
 type memoryCache struct {
+	clk         clock
 	mu          sync.Mutex
 	itemsLocked map[string]memoryItem
 }
@@ -22,23 +23,25 @@ type memoryItem struct {
 
 var _ cache = (*memoryCache)(nil)
 
-func newMemoryCache() *memoryCache { return &memoryCache{itemsLocked: map[string]memoryItem{}} }
+func newMemoryCache() *memoryCache {
+	return &memoryCache{clk: realClock{}, itemsLocked: map[string]memoryItem{}}
+}
 
 // liveLocked returns key's item unless it is absent or expired.
 func (c *memoryCache) liveLocked(key string) (memoryItem, bool) {
 	it, ok := c.itemsLocked[key]
-	if ok && !it.exp.IsZero() && !time.Now().Before(it.exp) {
+	if ok && !it.exp.IsZero() && !c.clk.now().Before(it.exp) {
 		delete(c.itemsLocked, key)
 		return memoryItem{}, false
 	}
 	return it, ok
 }
 
-func expiry(ttl time.Duration) time.Time {
+func (c *memoryCache) expiry(ttl time.Duration) time.Time {
 	if ttl <= 0 {
 		return time.Time{}
 	}
-	return time.Now().Add(ttl)
+	return c.clk.now().Add(ttl)
 }
 
 func (c *memoryCache) get(ctx context.Context, key string) ([]byte, error) {
@@ -71,7 +74,7 @@ func (c *memoryCache) setNX(ctx context.Context, key string, val []byte, ttl tim
 	if _, ok := c.liveLocked(key); ok {
 		return false, nil
 	}
-	c.itemsLocked[key] = memoryItem{val: bytes.Clone(val), exp: expiry(ttl)}
+	c.itemsLocked[key] = memoryItem{val: bytes.Clone(val), exp: c.expiry(ttl)}
 	return true, nil
 }
 
@@ -82,7 +85,7 @@ func (c *memoryCache) refresh(ctx context.Context, key string, val []byte, ttl t
 	if !ok || !bytes.Equal(it.val, val) {
 		return false, nil
 	}
-	it.exp = expiry(ttl)
+	it.exp = c.expiry(ttl)
 	c.itemsLocked[key] = it
 	return true, nil
 }

@@ -19,15 +19,29 @@ type cacheSuiteOpts struct {
 	ttl      time.Duration // lease ttl the expiry tests ask for
 	expireBy time.Duration // by when after setNX an unrenewed lease must be gone
 	maxValue int           // values above this fail with errTooLarge; 0: 1 MiB must fit
+	// serverClock: the backend expires keys by its server's clock (redis,
+	// consul), which no local clock moves, so the expiry tests wait in
+	// real time. Otherwise they move a fake clock the cache is given.
+	serverClock bool
 }
 
 // runCacheSuite checks the behaviour every cache backend promises. newFn
-// returns a cache with a namespace of its own.
-func runCacheSuite(t *testing.T, newFn func(t *testing.T) cache, o cacheSuiteOpts) {
+// returns a cache with a namespace of its own, going by clk unless the
+// backend keeps a server clock.
+func runCacheSuite(t *testing.T, newFn func(t *testing.T, clk clock) cache, o cacheSuiteOpts) {
 	ctx := context.Background()
+	// newClocked returns a cache and a way to let time pass for it.
+	newClocked := func(t *testing.T) (c cache, now func() time.Time, pass func(time.Duration)) {
+		if o.serverClock {
+			// Real waits: the server's clock is the one that counts.
+			return newFn(t, realClock{}), time.Now, time.Sleep
+		}
+		clk := newFakeClock()
+		return newFn(t, clk), clk.now, clk.advance
+	}
 
 	t.Run("GetPutDelete", func(t *testing.T) {
-		c := newFn(t)
+		c := newFn(t, realClock{})
 		if _, err := c.get(ctx, "app/missing"); !errors.Is(err, errNotFound) {
 			t.Fatalf("get missing: err = %v, want errNotFound", err)
 		}
@@ -52,7 +66,7 @@ func runCacheSuite(t *testing.T, newFn func(t *testing.T) cache, o cacheSuiteOpt
 	})
 
 	t.Run("SetNXRefreshRelease", func(t *testing.T) {
-		c := newFn(t)
+		c := newFn(t, realClock{})
 		mine, theirs := []byte("host-a 1"), []byte("host-b 2")
 		if ok, err := c.setNX(ctx, "lease", mine, time.Minute); err != nil || !ok {
 			t.Fatalf("setNX on absent key = %v, %v; want true", ok, err)
@@ -99,18 +113,29 @@ func runCacheSuite(t *testing.T, newFn func(t *testing.T) cache, o cacheSuiteOpt
 
 	t.Run("Expiry", func(t *testing.T) {
 		t.Parallel()
-		c := newFn(t)
+		c, now, pass := newClocked(t)
 		val := []byte("short-lived")
-		start := time.Now()
+		start := now()
 		if ok, err := c.setNX(ctx, "expiring", val, o.ttl); err != nil || !ok {
 			t.Fatalf("setNX = %v, %v; want true", ok, err)
 		}
 		if ok, _ := c.setNX(ctx, "expiring", []byte("other"), o.ttl); ok {
 			t.Fatal("setNX right after setNX stored; the lease expired at once")
 		}
-		gone := waitGone(t, c, "expiring", start.Add(o.expireBy))
-		if early := o.ttl - 50*time.Millisecond; gone.Sub(start) < early {
-			t.Errorf("lease gone after %v, want no sooner than its ttl %v", gone.Sub(start), o.ttl)
+		if o.serverClock {
+			gone := waitGone(t, c, "expiring", start.Add(o.expireBy))
+			if early := o.ttl - 50*time.Millisecond; gone.Sub(start) < early {
+				t.Errorf("lease gone after %v, want no sooner than its ttl %v", gone.Sub(start), o.ttl)
+			}
+		} else {
+			pass(o.ttl - time.Nanosecond)
+			if got, err := c.get(ctx, "expiring"); err != nil || !bytes.Equal(got, val) {
+				t.Fatalf("get just before the ttl = %q, %v; want %q", got, err, val)
+			}
+			pass(time.Nanosecond)
+			if _, err := c.get(ctx, "expiring"); !errors.Is(err, errNotFound) {
+				t.Fatalf("get at the ttl: err = %v, want errNotFound", err)
+			}
 		}
 		if ok, err := c.refresh(ctx, "expiring", val, o.ttl); err != nil || ok {
 			t.Errorf("refresh after expiry = %v, %v; want false", ok, err)
@@ -122,14 +147,14 @@ func runCacheSuite(t *testing.T, newFn func(t *testing.T) cache, o cacheSuiteOpt
 
 	t.Run("RefreshKeepsLease", func(t *testing.T) {
 		t.Parallel()
-		c := newFn(t)
+		c, now, pass := newClocked(t)
 		val := []byte("renewed")
 		if ok, err := c.setNX(ctx, "kept", val, o.ttl); err != nil || !ok {
 			t.Fatalf("setNX = %v, %v; want true", ok, err)
 		}
-		end := time.Now().Add(o.expireBy + o.ttl/2)
-		for time.Now().Before(end) {
-			time.Sleep(o.ttl / 4) // the renewal interval under test, not synchronisation
+		end := now().Add(o.expireBy + o.ttl/2)
+		for now().Before(end) {
+			pass(o.ttl / 4) // the renewal interval under test
 			if ok, err := c.refresh(ctx, "kept", val, o.ttl); err != nil || !ok {
 				t.Fatalf("refresh by holder = %v, %v; want true", ok, err)
 			}
@@ -141,7 +166,10 @@ func runCacheSuite(t *testing.T, newFn func(t *testing.T) cache, o cacheSuiteOpt
 	})
 
 	t.Run("SetNXRace", func(t *testing.T) {
-		c := newFn(t)
+		clk := newFakeClock()
+		c := newFn(t, clk)
+		// Contenders for a file lock poll the clock; nothing else does here.
+		defer clk.autoAdvance()()
 		const n = 20
 		var wg sync.WaitGroup
 		wins := make(chan int, n)
@@ -177,7 +205,7 @@ func runCacheSuite(t *testing.T, newFn func(t *testing.T) cache, o cacheSuiteOpt
 	})
 
 	t.Run("LargeValue", func(t *testing.T) {
-		c := newFn(t)
+		c := newFn(t, realClock{})
 		big := make([]byte, 1<<20+1)
 		rand.Read(big)
 		err := c.put(ctx, "big", big)
@@ -206,7 +234,7 @@ func runCacheSuite(t *testing.T, newFn func(t *testing.T) cache, o cacheSuiteOpt
 	})
 
 	t.Run("List", func(t *testing.T) {
-		c := newFn(t)
+		c := newFn(t, realClock{})
 		want := []string{"app/quarantine/v1.0.0", "app/quarantine/v2 beta+x", "app/quarantine/wé?b"}
 		for _, k := range append(slices.Clone(want), "app/quarantined-not", "app/other/v1", "other/quarantine/v1") {
 			if err := c.put(ctx, k, []byte("x")); err != nil {
@@ -238,7 +266,7 @@ func runCacheSuite(t *testing.T, newFn func(t *testing.T) cache, o cacheSuiteOpt
 	})
 
 	t.Run("OddKeys", func(t *testing.T) {
-		c := newFn(t)
+		c := newFn(t, realClock{})
 		keys := []string{
 			"app/hosts/web 1/state",
 			"app/hosts/wéb-ü/state",
@@ -303,26 +331,30 @@ func testCacheSetup(t *testing.T, raw string) *cacheSetup {
 }
 
 func TestCacheSuiteMemory(t *testing.T) {
-	runCacheSuite(t, func(t *testing.T) cache { return newMemoryCache() },
-		cacheSuiteOpts{ttl: 300 * time.Millisecond, expireBy: 400 * time.Millisecond})
+	runCacheSuite(t, func(t *testing.T, clk clock) cache {
+		c := newMemoryCache()
+		c.clk = clk
+		return c
+	}, cacheSuiteOpts{ttl: defaultLeaseTTL, expireBy: defaultLeaseTTL})
 }
 
 func TestCacheSuiteFile(t *testing.T) {
-	runCacheSuite(t, func(t *testing.T) cache {
+	runCacheSuite(t, func(t *testing.T, clk clock) cache {
 		c, err := newFileCache(t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}
+		c.clk = clk
 		return c
-	}, cacheSuiteOpts{ttl: 300 * time.Millisecond, expireBy: 400 * time.Millisecond})
+	}, cacheSuiteOpts{ttl: defaultLeaseTTL, expireBy: defaultLeaseTTL})
 	t.Run("ArtifactCorruption", func(t *testing.T) { testCachedArtifactCorruption(t, "file://"+t.TempDir()) })
 }
 
 func TestCacheSuiteRedis(t *testing.T) {
 	addr := backendAddr(t, "redis", "DEWY_TEST_REDIS_ADDR")
-	runCacheSuite(t, func(t *testing.T) cache {
+	runCacheSuite(t, func(t *testing.T, _ clock) cache {
 		return testCacheSetup(t, "redis://"+addr+"/0?prefix=dewy-test-"+randomSuffix()).c
-	}, cacheSuiteOpts{ttl: 300 * time.Millisecond, expireBy: 400 * time.Millisecond})
+	}, cacheSuiteOpts{ttl: 300 * time.Millisecond, expireBy: 400 * time.Millisecond, serverClock: true})
 	t.Run("ArtifactCorruption", func(t *testing.T) {
 		testCachedArtifactCorruption(t, "redis://"+addr+"/0?artifact-max=1MiB&prefix=dewy-test-"+randomSuffix())
 	})
@@ -331,9 +363,10 @@ func TestCacheSuiteRedis(t *testing.T) {
 func TestCacheSuiteConsul(t *testing.T) {
 	t.Parallel() // its expiry tests wait out Consul's 10 s session TTL floor
 	addr := backendAddr(t, "consul", "DEWY_TEST_CONSUL_ADDR")
-	runCacheSuite(t, func(t *testing.T) cache {
+	runCacheSuite(t, func(t *testing.T, _ clock) cache {
 		return testCacheSetup(t, "consul://"+addr+"/dewy-test-"+randomSuffix()).c
 	}, cacheSuiteOpts{
+		serverClock: true,
 		// Consul's session TTL floor is 10 s and it invalidates a session
 		// within twice its TTL.
 		ttl:      consulMinTTL,

@@ -219,27 +219,69 @@ func TestCacheFileLeaseStaleLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	clk := newFakeClock()
+	c.clk = clk
+	ctx := context.Background()
 	p, _ := c.path("slot")
 	lock := filepath.Join(filepath.Dir(p), ".lock-"+filepath.Base(p))
-	// A lock file left by a killed process: old enough to be broken.
-	if err := os.WriteFile(lock, nil, 0o600); err != nil {
-		t.Fatal(err)
+	// lockAt writes a lock file as another process would have at t and
+	// returns its age on the clock (the file system may round t).
+	lockAt := func(at time.Time) time.Duration {
+		t.Helper()
+		if err := os.WriteFile(lock, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(lock, at, at); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(lock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return clk.now().Sub(fi.ModTime())
 	}
-	old := time.Now().Add(-2 * staleLock)
-	os.Chtimes(lock, old, old)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if ok, err := c.setNX(ctx, "slot", []byte("a"), time.Minute); err != nil || !ok {
+
+	// A lock file left by a killed process: old enough to be broken.
+	lockAt(clk.now().Add(-staleLock - time.Second))
+	if ok, err := c.setNX(ctx, "slot", []byte("a"), time.Hour); err != nil || !ok {
 		t.Fatalf("setNX past a stale lock file = %v, %v; want true", ok, err)
 	}
-	// A fresh one is respected until ctx ends.
-	os.WriteFile(lock, nil, 0o600)
-	ctx2, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel2()
-	if _, err := c.setNX(ctx2, "other", []byte("a"), time.Minute); err != nil {
+
+	// A fresh one holds the key, and the key only, until it is staleLock old.
+	age := lockAt(clk.now())
+	if _, err := c.setNX(ctx, "other", []byte("a"), time.Hour); err != nil {
 		t.Fatalf("setNX on another key: %v", err)
 	}
-	if err := c.release(ctx2, "slot", []byte("a")); !errors.Is(err, context.DeadlineExceeded) {
+	released := make(chan error, 1)
+	go func() { released <- c.release(ctx, "slot", []byte("a")) }()
+	clk.blockUntil(t, 1)
+	clk.advance(staleLock - age)
+	clk.blockUntil(t, 1) // waiting again: a lock exactly staleLock old still holds
+	select {
+	case err := <-released:
+		t.Fatalf("release went past a lock file %v old: err = %v", staleLock, err)
+	default:
+	}
+	clk.advance(time.Millisecond) // the lock poll's interval
+	select {
+	case err := <-released:
+		if err != nil {
+			t.Fatalf("release past a stale lock file: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("release still waits on a lock file older than staleLock")
+	}
+	if _, err := c.get(ctx, "slot"); !errors.Is(err, errNotFound) {
+		t.Errorf("get after release: err = %v, want errNotFound", err)
+	}
+
+	// Waiting on a fresh lock file ends with ctx.
+	lockAt(clk.now())
+	cctx, cancel := context.WithCancel(ctx)
+	go func() { released <- c.release(cctx, "slot", []byte("a")) }()
+	clk.blockUntil(t, 1)
+	cancel()
+	if err := <-released; !errors.Is(err, context.Canceled) {
 		t.Errorf("release while another process holds the lock file: err = %v, want it to wait until ctx ends", err)
 	}
 }

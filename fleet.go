@@ -100,14 +100,12 @@ func (s *sharedRegistry) releases(ctx context.Context) ([]release, error) {
 		return rels, rerr
 	}
 	// Another host holds this window: wait briefly for its answer.
-	deadline := time.Now().Add(s.cs.answerWait)
-	for time.Now().Before(deadline) {
-		t := time.NewTimer(50*time.Millisecond + rand.N(100*time.Millisecond))
+	deadline := s.cs.now().Add(s.cs.answerWait)
+	for s.cs.now().Before(deadline) {
 		select {
 		case <-ctx.Done():
-			t.Stop()
 			return nil, ctx.Err()
-		case <-t.C:
+		case <-s.cs.clk.after(50*time.Millisecond + rand.N(100*time.Millisecond)):
 		}
 		rels, ok, err := s.answer(ctx, w)
 		if ok {
@@ -210,12 +208,10 @@ func (cs *cacheSetup) acquireSlot(ctx context.Context, app, host string) (releas
 			log.Info("waiting for a deploy slot", "max_parallel", cs.maxParallel)
 			waiting = true
 		}
-		t := time.NewTimer(cs.slotRetry/2 + rand.N(cs.slotRetry))
 		select {
 		case <-ctx.Done():
-			t.Stop()
 			return nil, ctx.Err()
-		case <-t.C:
+		case <-cs.clk.after(cs.slotRetry/2 + rand.N(cs.slotRetry)):
 		}
 	}
 }
@@ -227,7 +223,7 @@ func (cs *cacheSetup) holdLease(key string, token []byte, log *slog.Logger) (rel
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		everyTick(ctx, cs.leaseTTL/3, func() bool {
+		everyTickOf(ctx, cs.clk, cs.leaseTTL/3, func() bool {
 			var held bool
 			err := cs.call(ctx, "renew slot", "the deploy goes on; the slot may expire", func(ctx context.Context) (err error) {
 				held, err = cs.c.refresh(ctx, key, token, cs.leaseTTL)

@@ -66,23 +66,24 @@ func leaseBound(backend string) time.Duration {
 	return 3 * time.Second // lease-ttl=1s plus slack for -race
 }
 
-// windowRecorder makes cs.now note every registry-ttl window it is asked in.
+// windowRecorder is a clock that notes every registry-ttl window it is
+// asked the time in.
 type windowRecorder struct {
+	clock
+	ttl     time.Duration
 	mu      sync.Mutex
 	windows map[int64]bool
 }
 
-func (w *windowRecorder) clock(ttl time.Duration) func() time.Time {
-	return func() time.Time {
-		now := time.Now()
-		w.mu.Lock()
-		if w.windows == nil {
-			w.windows = map[int64]bool{}
-		}
-		w.windows[now.UnixNano()/int64(ttl)] = true
-		w.mu.Unlock()
-		return now
+func (w *windowRecorder) now() time.Time {
+	now := w.clock.now()
+	w.mu.Lock()
+	if w.windows == nil {
+		w.windows = map[int64]bool{}
 	}
+	w.windows[now.UnixNano()/int64(w.ttl)] = true
+	w.mu.Unlock()
+	return now
 }
 
 func (w *windowRecorder) count() int {
@@ -99,12 +100,12 @@ func TestFleetSharedRegistry(t *testing.T) {
 			const ttl = time.Second
 			raw := fleetCacheURL(t, backend, "registry-ttl=1s")
 			reg := &countingRegistry{rels: fleetReleases}
-			var rec windowRecorder
+			rec := &windowRecorder{clock: realClock{}, ttl: ttl}
 			var wg sync.WaitGroup
 			end := time.Now().Add(3200 * time.Millisecond)
 			for h := range 3 {
 				cs := testCacheSetup(t, raw)
-				cs.now = rec.clock(ttl)
+				cs.clk = rec // the real clock, noting windows; the local caches read it unnoted
 				shared := cs.wrapRegistry(reg, "ghr://owner/repo")
 				wg.Go(func() {
 					for time.Now().Before(end) {
@@ -294,8 +295,8 @@ func TestFleetHostProcess(t *testing.T) {
 		fmt.Println("held")
 		select {}
 	case "poll":
-		var rec windowRecorder
-		cs.now = rec.clock(cs.registryTTL)
+		rec := &windowRecorder{clock: realClock{}, ttl: cs.registryTTL}
+		cs.clk = rec
 		owner, repo, _ := strings.Cut(os.Getenv("DEWY_TEST_FLEET_REPO"), "/")
 		gh, err := newGitHubRegistry(&url.URL{Scheme: "ghr", Host: owner, Path: "/" + repo}, os.Getenv, log)
 		if err != nil {
@@ -643,5 +644,229 @@ func TestFleetCacheHangs(t *testing.T) {
 	}
 	if logs.count("level=WARN") == 0 {
 		t.Error("no warning logged for a hanging cache")
+	}
+}
+
+// clockedHosts returns n hosts' cache setups on backend (memory or file)
+// going by clk. memory:// is one process's, so its hosts share one setup
+// and differ only by the host name they give.
+func clockedHosts(t *testing.T, backend, query string, n int, clk clock) []*cacheSetup {
+	t.Helper()
+	raw := "memory://?" + query
+	if backend == "file" {
+		raw = fleetCacheURL(t, "file", query)
+	}
+	var hosts []*cacheSetup
+	for i := range n {
+		if backend == "memory" && i > 0 {
+			hosts = append(hosts, hosts[0])
+			continue
+		}
+		cs := testCacheSetup(t, raw)
+		cs.useClock(clk)
+		hosts = append(hosts, cs)
+	}
+	return hosts
+}
+
+type slotResult struct {
+	release func()
+	err     error
+}
+
+// acquireSlotAsync runs acquireSlot for host in the background.
+func acquireSlotAsync(t *testing.T, cs *cacheSetup, host string) <-chan slotResult {
+	res := make(chan slotResult, 1)
+	go func() {
+		r, err := cs.acquireSlot(t.Context(), "app", host)
+		res <- slotResult{r, err}
+	}()
+	return res
+}
+
+// slotHolder returns the host holding slot-0 of app, "" when none does.
+func slotHolder(t *testing.T, cs *cacheSetup) string {
+	t.Helper()
+	v, err := cs.c.get(t.Context(), appKey("app", "slots", "slot-0"))
+	if errors.Is(err, errNotFound) {
+		return ""
+	}
+	if err != nil {
+		t.Fatalf("get slot-0: %v", err)
+	}
+	host, _, _ := strings.Cut(string(v), " ")
+	return host
+}
+
+// receive returns what c gives, failing the test after a generous minute.
+func receive[T any](t *testing.T, c <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-c:
+		return v
+	case <-time.After(time.Minute):
+		t.Fatalf("no %s after a minute", what)
+		panic("unreachable")
+	}
+}
+
+// A host waiting for the only slot retries on its clock until the holder,
+// who keeps renewing its lease, gives the slot back; then it takes it at
+// its next attempt.
+func TestFleetSlotRetry(t *testing.T) {
+	for _, backend := range []string{"memory", "file"} {
+		t.Run(backend, func(t *testing.T) {
+			clk := newFakeClock()
+			hosts := clockedHosts(t, backend, "max-parallel=1", 2, clk)
+			a, b := hosts[0], hosts[1]
+			releaseA, err := a.acquireSlot(t.Context(), "app", "a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			bres := acquireSlotAsync(t, b, "b")
+			// Each step fires b's next attempt (at most 1.5 slotRetry away).
+			step := b.slotRetry * 3 / 2
+			start := clk.now()
+			for clk.now().Sub(start) < 2*a.leaseTTL {
+				clk.blockUntil(t, 2) // a's renewal and b's next attempt
+				clk.advance(step)
+			}
+			clk.blockUntil(t, 2)
+			if got := slotHolder(t, a); got != "a" {
+				t.Fatalf("slot held by %q after two lease ttls of renewals, want a", got)
+			}
+			releaseA()
+			clk.advance(step)
+			r := receive(t, bres, "slot for b")
+			if r.err != nil {
+				t.Fatalf("acquireSlot for b: %v", r.err)
+			}
+			if got := slotHolder(t, b); got != "b" {
+				t.Errorf("slot held by %q once b has it, want b", got)
+			}
+			r.release()
+		})
+	}
+}
+
+// A host that died holding the only slot blocks the others until its
+// lease runs out, and no longer than one more attempt.
+func TestFleetSlotDeadHolder(t *testing.T) {
+	for _, backend := range []string{"memory", "file"} {
+		t.Run(backend, func(t *testing.T) {
+			clk := newFakeClock()
+			cs := clockedHosts(t, backend, "max-parallel=1", 1, clk)[0]
+			if ok, err := cs.c.setNX(t.Context(), appKey("app", "slots", "slot-0"), []byte("dead 1"), cs.leaseTTL); err != nil || !ok {
+				t.Fatalf("setNX for the dead holder = %v, %v", ok, err)
+			}
+			start := clk.now()
+			res := acquireSlotAsync(t, cs, "b")
+			const step = 100 * time.Millisecond
+			for {
+				clk.blockUntil(t, 1) // b's next attempt, or its renewal once it holds the slot
+				if slotHolder(t, cs) == "b" {
+					break
+				}
+				if clk.now().Sub(start) > 2*cs.leaseTTL {
+					t.Fatalf("slot still held by %q two lease ttls after its holder died", slotHolder(t, cs))
+				}
+				clk.advance(step)
+			}
+			waited := clk.now().Sub(start)
+			if most := cs.leaseTTL + cs.slotRetry*3/2 + step; waited < cs.leaseTTL || waited > most {
+				t.Errorf("slot taken %v after its holder died, want between the lease ttl %v and %v", waited, cs.leaseTTL, most)
+			}
+			r := receive(t, res, "slot")
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			r.release()
+		})
+	}
+}
+
+// gatedRegistry answers from a fixed list; its first answer waits until
+// open is closed, as a slow registry would.
+type gatedRegistry struct {
+	rels  []release
+	calls atomic.Int64
+	asked chan struct{} // receives when the first call starts
+	open  chan struct{}
+}
+
+func (r *gatedRegistry) releases(context.Context) ([]release, error) {
+	if r.calls.Add(1) == 1 {
+		r.asked <- struct{}{}
+		<-r.open
+	}
+	return r.rels, nil
+}
+
+// A host that lost the registry lock of a window polls for the winner's
+// answer for answer-wait, then asks the registry itself.
+func TestFleetAnswerWait(t *testing.T) {
+	for _, backend := range []string{"memory", "file"} {
+		for _, answers := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/answers=%v", backend, answers), func(t *testing.T) {
+				testFleetAnswerWait(t, backend, answers)
+			})
+		}
+	}
+}
+
+func testFleetAnswerWait(t *testing.T, backend string, answers bool) {
+	clk := newFakeClock()
+	hosts := clockedHosts(t, backend, "registry-ttl=1h", 2, clk)
+	logs, log := newCacheLog(t)
+	hosts[1].log = log
+	reg := &gatedRegistry{rels: fleetReleases, asked: make(chan struct{}, 1), open: make(chan struct{})}
+	a, b := hosts[0].wrapRegistry(reg, "r"), hosts[1].wrapRegistry(reg, "r")
+	type result struct {
+		rels []release
+		err  error
+	}
+	ares, bres := make(chan result, 1), make(chan result, 1)
+	go func() { rels, err := a.releases(t.Context()); ares <- result{rels, err} }()
+	receive(t, reg.asked, "registry request from the host holding the window")
+	go func() { rels, err := b.releases(t.Context()); bres <- result{rels, err} }()
+
+	// Each step fires b's next look for the answer (at most 150 ms away).
+	const step = 150 * time.Millisecond
+	steps := 3
+	if !answers {
+		steps = int((hosts[1].answerWait - 1) / step) // the last look before answer-wait is up
+	}
+	for range steps {
+		clk.blockUntil(t, 1)
+		clk.advance(step)
+	}
+	clk.blockUntil(t, 1)
+	select {
+	case r := <-bres:
+		t.Fatalf("b done after %v without an answer: %v, %v", time.Duration(steps)*step, r.rels, r.err)
+	default:
+	}
+	if answers {
+		close(reg.open)
+		if r := receive(t, ares, "answer from a"); r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	clk.advance(step)
+	r := receive(t, bres, "answer for b")
+	if r.err != nil || !reflect.DeepEqual(r.rels, fleetReleases) {
+		t.Errorf("b: releases = %v, %v; want the registry's", r.rels, r.err)
+	}
+	wantCalls, wantGaveUp := int64(1), 0
+	if !answers {
+		wantCalls, wantGaveUp = 2, 1
+		close(reg.open)
+		receive(t, ares, "answer from a")
+	}
+	if got := reg.calls.Load(); got != wantCalls {
+		t.Errorf("registry asked %d times, want %d", got, wantCalls)
+	}
+	if got := logs.count("no shared registry answer in time"); got != wantGaveUp {
+		t.Errorf("%d logs of b giving up on the answer, want %d", got, wantGaveUp)
 	}
 }
