@@ -208,7 +208,7 @@ func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (
 		}
 		ev.Error = err.Error()
 		if d.cfg.FailureHook != "" && ctx.Err() == nil {
-			env := hookEnv(d.cfg.Command, rel.Tag, from, releaseDir, ev.SHA256, d.cfg.HostID, err.Error())
+			env := hookEnv{Command: d.cfg.Command, Version: rel.Tag, Previous: from, ReleaseDir: releaseDir, SHA256: ev.SHA256, Host: d.cfg.HostID, Reason: err.Error()}.environ()
 			hooks = append(hooks, runHook(ctx, "on_failure", d.cfg.FailureHook, d.cfg.Root, env, d.cfg.HookTimeout, log))
 		}
 		ev.Hooks = hooks
@@ -292,7 +292,7 @@ func (d *deployer) deploy(ctx context.Context, rel release, v string, a asset) (
 		}
 		defer free()
 	}
-	env := hookEnv(d.cfg.Command, rel.Tag, from, releaseDir, sum, d.cfg.HostID, "")
+	env := hookEnv{Command: d.cfg.Command, Version: rel.Tag, Previous: from, ReleaseDir: releaseDir, SHA256: sum, Host: d.cfg.HostID}.environ()
 	if d.cfg.BeforeHook != "" {
 		h := runHook(ctx, "before_deploy", d.cfg.BeforeHook, d.cfg.Root, env, d.cfg.HookTimeout, log)
 		hooks = append(hooks, h)
