@@ -359,7 +359,8 @@ func (d *deployer) rollBack(ctx context.Context, t *attempt, err error) error {
 
 // hook runs one hook for t and keeps its result for the record.
 func (d *deployer) hook(ctx context.Context, t *attempt, name, command, reason string) hookResult {
-	env := hookEnv(d.cfg.Command, t.rel.Tag, t.from, d.releasePath(t.dir), t.ev.SHA256, d.cfg.HostID, reason)
+	env := hookEnv{Command: d.cfg.Command, Version: t.rel.Tag, Previous: t.from, ReleaseDir: d.releasePath(t.dir),
+		SHA256: t.ev.SHA256, Host: d.cfg.HostID, Reason: reason}.environ()
 	h := runHook(ctx, name, command, d.cfg.Root, env, d.cfg.HookTimeout, t.log)
 	t.hooks = append(t.hooks, h)
 	return h

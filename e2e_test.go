@@ -19,29 +19,38 @@ import (
 
 var (
 	dewyBinOnce sync.Once
-	dewyBinPath string
+	dewyBinDir  string
 	dewyBinErr  error
 )
 
-// dewyBinary builds the dewy command once per test run.
+// dewyAsName is the name under which this test binary runs as dewy itself
+// (see TestMain), the way busybox picks its part by argv[0].
+const dewyAsName = "dewy"
+
+// dewyBinary is the dewy command for end-to-end tests: a symlink named
+// dewy to this test binary. Going by name rather than an environment
+// variable keeps the switch out of the environment of the apps and hooks
+// dewy starts, works for tests that run it through a shell, and shows the
+// process as dewy; the test binary saves a build of dewy and carries the
+// test's own -race or -cover.
 func dewyBinary(t *testing.T) string {
 	t.Helper()
 	dewyBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "dewy-e2e-bin-")
+		self, err := os.Executable()
 		if err != nil {
 			dewyBinErr = err
 			return
 		}
-		dewyBinPath = filepath.Join(dir, "dewy")
-		out, err := exec.Command("go", "build", "-race", "-o", dewyBinPath, ".").CombinedOutput()
-		if err != nil {
-			dewyBinErr = fmt.Errorf("go build: %v\n%s", err, out)
+		// Removed by TestMain.
+		if dewyBinDir, dewyBinErr = os.MkdirTemp("", "dewy-e2e-bin-"); dewyBinErr != nil {
+			return
 		}
+		dewyBinErr = os.Symlink(self, filepath.Join(dewyBinDir, dewyAsName))
 	})
 	if dewyBinErr != nil {
 		t.Fatal(dewyBinErr)
 	}
-	return dewyBinPath
+	return filepath.Join(dewyBinDir, dewyAsName)
 }
 
 // e2eTarGz packs files (name → content) the way a release pipeline would.

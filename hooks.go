@@ -30,17 +30,29 @@ const (
 	hookPipeGrace = time.Second
 )
 
-// hookEnv is the environment a hook sees in addition to dewy's own. Every
-// variable is set, empty if unknown, so scripts may use `set -u`.
-func hookEnv(command, version, previous, releaseDir, sha256, host, reason string) []string {
+// hookEnv is what a hook is told about the deploy, in addition to dewy's
+// own environment.
+type hookEnv struct {
+	Command    string // server or assets
+	Version    string // the release being deployed
+	Previous   string // the release it replaces; empty on the first deploy
+	ReleaseDir string
+	SHA256     string // the artifact's
+	Host       string
+	Reason     string // why the deploy failed, for on_failure
+}
+
+// environ is e as variables. Every one is set, empty if unknown, so
+// scripts may use `set -u`.
+func (e hookEnv) environ() []string {
 	return []string{
-		"DEWY_COMMAND=" + command,
-		"DEWY_VERSION=" + version,
-		"DEWY_PREVIOUS_VERSION=" + previous,
-		"DEWY_RELEASE_DIR=" + releaseDir,
-		"DEWY_ARTIFACT_SHA256=" + sha256,
-		"DEWY_HOST=" + host,
-		"DEWY_FAILURE_REASON=" + reason,
+		"DEWY_COMMAND=" + e.Command,
+		"DEWY_VERSION=" + e.Version,
+		"DEWY_PREVIOUS_VERSION=" + e.Previous,
+		"DEWY_RELEASE_DIR=" + e.ReleaseDir,
+		"DEWY_ARTIFACT_SHA256=" + e.SHA256,
+		"DEWY_HOST=" + e.Host,
+		"DEWY_FAILURE_REASON=" + e.Reason,
 	}
 }
 
@@ -59,10 +71,34 @@ func runHook(ctx context.Context, name, command, dir string, env []string, timeo
 	start := time.Now()
 	defer func() { r.Duration = time.Since(start) }()
 
+	h, err := startHook(command, dir, env, &hookOutput{log: log, name: name})
+	if err != nil {
+		r.ExitCode, r.Error = -1, err.Error()
+		return r
+	}
+	stopped, err := h.wait(ctx, timeout)
+	r.Output = h.finish()
+	r.ExitCode, r.Error = hookExit(err, stopped)
+	log.Debug("hook finished", "hook", name, "exit_code", r.ExitCode, "err", r.Error, "took", time.Since(start))
+	return r
+}
+
+// startedHook is a hook's shell, leader of its own process group, with one
+// goroutine copying the group's output and one waiting for the shell.
+type startedHook struct {
+	pgid   int
+	pr     *os.File
+	out    *hookOutput
+	copied chan struct{}
+	waited chan error
+}
+
+// startHook starts command with sh -c in dir, in a process group of its
+// own, its output going to out.
+func startHook(command, dir string, env []string, out *hookOutput) (*startedHook, error) {
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		r.ExitCode, r.Error = -1, fmt.Sprintf("output pipe: %v", err)
-		return r
+		return nil, fmt.Errorf("output pipe: %w", err)
 	}
 	cmd := exec.Command("sh", "-c", command)
 	cmd.Dir = dir
@@ -72,7 +108,7 @@ func runHook(ctx context.Context, name, command, dir string, env []string, timeo
 	// child closes its copy of the pipe.
 	cmd.Stdout, cmd.Stderr = pw, pw
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	log.Debug("running hook", "hook", name)
+	out.log.Debug("running hook", "hook", out.name)
 	err = cmd.Start()
 	pw.Close()
 	if err != nil {
@@ -83,20 +119,22 @@ func runHook(ctx context.Context, name, command, dir string, env []string, timeo
 		if _, serr := os.Stat(dir); dir != "" && errors.As(serr, &pe) {
 			err = fmt.Errorf("directory %s: %w", dir, pe.Err)
 		}
-		r.ExitCode, r.Error = -1, fmt.Sprintf("start: %v", err)
-		return r
+		return nil, fmt.Errorf("start: %w", err)
 	}
-	pgid := cmd.Process.Pid
-	out := &hookOutput{log: log, name: name}
-	copied := make(chan struct{})
+	h := &startedHook{pgid: cmd.Process.Pid, pr: pr, out: out, copied: make(chan struct{}), waited: make(chan error, 1)}
 	go func() {
-		defer close(copied)
+		defer close(h.copied)
 		io.Copy(out, pr)
 		out.flush()
 	}()
+	go func() { h.waited <- cmd.Wait() }()
+	return h, nil
+}
 
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
+// wait returns the shell's wait result once it exits. At the timeout (none
+// if <= 0) or when ctx is done it stops the group first, and stopped says
+// why.
+func (h *startedHook) wait(ctx context.Context, timeout time.Duration) (stopped string, err error) {
 	var deadline <-chan time.Time
 	if timeout > 0 {
 		t := time.NewTimer(timeout)
@@ -104,44 +142,49 @@ func runHook(ctx context.Context, name, command, dir string, env []string, timeo
 		deadline = t.C
 	}
 	select {
-	case err = <-waited:
+	case err = <-h.waited:
+		return "", err
 	case <-deadline:
-		r.Error = fmt.Sprintf("killed after the %s hook timeout", timeout)
-		err = stopHookGroup(pgid, waited)
+		return fmt.Sprintf("killed after the %s hook timeout", timeout), stopHookGroup(h.pgid, h.waited)
 	case <-ctx.Done():
-		r.Error = fmt.Sprintf("killed: %v", ctx.Err())
-		err = stopHookGroup(pgid, waited)
+		return fmt.Sprintf("killed: %v", ctx.Err()), stopHookGroup(h.pgid, h.waited)
 	}
-	// Whatever the hook left behind in its group goes with it. Linux hands
-	// out PIDs in increasing order and reuses one only after wrapping at
-	// pid_max, so the just-reaped group ID cannot belong to anyone else.
-	syscall.Kill(-pgid, syscall.SIGKILL)
+}
 
+// finish kills what the exited hook left behind in its group and returns
+// the output kept.
+func (h *startedHook) finish() string {
+	// Linux hands out PIDs in increasing order and reuses one only after
+	// wrapping at pid_max, so the just-reaped group ID cannot belong to
+	// anyone else.
+	syscall.Kill(-h.pgid, syscall.SIGKILL)
 	select {
-	case <-copied:
+	case <-h.copied:
 	case <-time.After(hookPipeGrace):
-		log.Warn("hook output still open after the hook's processes were killed; not reading further", "hook", name)
+		h.out.log.Warn("hook output still open after the hook's processes were killed; not reading further", "hook", h.out.name)
 	}
-	pr.Close()
-	<-copied
+	h.pr.Close()
+	<-h.copied
+	return h.out.String()
+}
 
-	r.Output = out.String()
+// hookExit is a hook result's exit code and error from the shell's wait
+// result; stopped, the reason dewy killed the hook if it did, comes first.
+func hookExit(err error, stopped string) (code int, why string) {
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
+		return 0, stopped
 	case errors.As(err, &ee):
-		r.ExitCode = ee.ExitCode()
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && r.Error == "" {
-			r.Error = "killed by " + ws.Signal().String()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && stopped == "" {
+			stopped = "killed by " + ws.Signal().String()
 		}
+		return ee.ExitCode(), stopped
+	case stopped != "":
+		return -1, stopped
 	default:
-		r.ExitCode = -1
-		if r.Error == "" {
-			r.Error = err.Error()
-		}
+		return -1, err.Error()
 	}
-	log.Debug("hook finished", "hook", name, "exit_code", r.ExitCode, "err", r.Error, "took", time.Since(start))
-	return r
 }
 
 // stopHookGroup asks the group to stop, then kills it, and returns the

@@ -13,7 +13,8 @@ import (
 func TestHookEnvironment(t *testing.T) {
 	t.Setenv("DEWY_TEST_INHERITED", "from-dewy")
 	dir := t.TempDir()
-	env := hookEnv("server", "v1.2.3", "v1.2.2", "/srv/app/releases/v1.2.3", "abc123", "web-1", "")
+	env := hookEnv{Command: "server", Version: "v1.2.3", Previous: "v1.2.2", ReleaseDir: "/srv/app/releases/v1.2.3",
+		SHA256: "abc123", Host: "web-1"}.environ()
 	script := `set -u; printf '%s|' "$DEWY_COMMAND" "$DEWY_VERSION" "$DEWY_PREVIOUS_VERSION" "$DEWY_RELEASE_DIR" "$DEWY_ARTIFACT_SHA256" "$DEWY_HOST" "$DEWY_FAILURE_REASON" "$DEWY_TEST_INHERITED" "$(pwd -P)"`
 	r := runHook(context.Background(), "after_deploy", script, dir, env, time.Minute, discardLogger())
 	if r.ExitCode != 0 || r.Error != "" {
@@ -30,11 +31,11 @@ func TestHookEnvironment(t *testing.T) {
 }
 
 func TestHookEnvNames(t *testing.T) {
-	got := hookEnv("assets", "v2", "v1", "/r", "sum", "h", "bad digest")
+	got := hookEnv{Command: "assets", Version: "v2", Previous: "v1", ReleaseDir: "/r", SHA256: "sum", Host: "h", Reason: "bad digest"}.environ()
 	want := []string{"DEWY_COMMAND=assets", "DEWY_VERSION=v2", "DEWY_PREVIOUS_VERSION=v1", "DEWY_RELEASE_DIR=/r",
 		"DEWY_ARTIFACT_SHA256=sum", "DEWY_HOST=h", "DEWY_FAILURE_REASON=bad digest"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("hookEnv = %q, want %q", got, want)
+		t.Errorf("environ = %q, want %q", got, want)
 	}
 }
 

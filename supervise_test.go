@@ -25,21 +25,26 @@ import (
 	"time"
 )
 
-// TestMain lets the test binary play two more parts: dewy's exec shim (the
-// supervisor runs os.Executable(), which under test is this binary) and,
-// with DEWY_TEST_AS_SUPERVISOR set, a small dewy of its own, for the tests
-// that kill dewy or hand it sockets the way systemd does.
+// TestMain lets the test binary play three more parts: dewy's exec shim
+// (the supervisor runs os.Executable(), which under test is this binary);
+// dewy itself when run as dewyBinary's symlink, for the end-to-end tests;
+// and, with DEWY_TEST_AS_SUPERVISOR set, a small dewy of its own, for the
+// tests that kill dewy or hand it sockets the way systemd does.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "__exec" {
 		err := execShim(os.Args[2:])
 		fmt.Fprintln(os.Stderr, "test shim:", err)
 		os.Exit(127)
 	}
+	if filepath.Base(os.Args[0]) == dewyAsName {
+		main()
+		os.Exit(0)
+	}
 	if os.Getenv("DEWY_TEST_AS_SUPERVISOR") != "" {
 		os.Exit(runAsSupervisor())
 	}
 	code := m.Run()
-	for _, dir := range []string{appBuildDir, tpBuildDir} {
+	for _, dir := range []string{appBuildDir, tpBuildDir, dewyBinDir} {
 		if dir != "" {
 			os.RemoveAll(dir)
 		}
