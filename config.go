@@ -90,7 +90,7 @@ var bothCommands, serverOnly, assetsOnly = []string(nil), []string{"server"}, []
 
 func settings() []setting {
 	return []setting{
-		{key: "registry", usage: "registry URL (file://, ghr://, s3://, gs://, grpc://)", set: func(c *config, v string) error {
+		{key: "registry", usage: "registry URL (" + orList(schemeNames(registrySchemes)) + ")", set: func(c *config, v string) error {
 			c.RegistryRaw = v
 			return nil
 		}},
@@ -110,8 +110,8 @@ func settings() []setting {
 			c.Select.CalVer = f
 			return err
 		}},
-		{key: "cache", usage: "cache URL (file://, memory://, redis://, consul://)", set: func(c *config, v string) error { c.Cache = v; return nil }},
-		{key: "notifier", usage: "notification URL (repeatable)", repeated: true, set: func(c *config, v string) error {
+		{key: "cache", usage: "cache URL (" + orList(schemeNames(cacheSchemes)) + ")", set: func(c *config, v string) error { c.Cache = v; return nil }},
+		{key: "notifier", usage: "notification URL (" + orList(schemeNames(notifierSchemes)) + "; repeatable)", repeated: true, set: func(c *config, v string) error {
 			c.Notifiers = append(c.Notifiers, v)
 			return nil
 		}},
@@ -521,28 +521,18 @@ func dashes(name string) string {
 	return "-"
 }
 
-// validate checks what single values cannot: required settings and URLs.
+// validate checks what single values cannot: required settings, and every
+// URL as run would build it, so that a bad one stops dewy before it
+// touches the disk.
 func (c *config) validate(getenv func(string) string) error {
 	if c.RegistryRaw == "" {
 		return usagef("--registry is required (for example --registry ghr://owner/repo or file:///srv/releases)")
 	}
-	u, sel, err := parseRegistryURL(c.RegistryRaw)
-	if err != nil {
-		return &usageError{c.registryMessage(err.Error())}
+	if err := c.validateRegistry(getenv); err != nil {
+		return err
 	}
-	sel.Slot, sel.CalVer = c.Select.Slot, c.Select.CalVer // global settings, not URL options
-	c.Registry, c.Select = u, sel
-	c.Select.GOOS, c.Select.GOARCH = runtime.GOOS, runtime.GOARCH
-	if c.Command == "server" && len(c.Server.Command) == 0 {
-		return usagef("`dewy server` needs the application's command after -- (for example: dewy server --registry ... -- /srv/app/current/app)")
-	}
-	if c.Command == "server" {
-		if _, err := parsePorts(c.Server.Ports); err != nil {
-			return usagef("--port: %v", err)
-		}
-		if c.Proxy != "" && len(c.Server.Ports) == 0 {
-			return usagef("--proxy=%s needs at least one --port to serve", c.Proxy)
-		}
+	if err := c.validateServer(); err != nil {
+		return err
 	}
 	if c.AllowUnverified && c.RequireChecksum {
 		return usagef("--allow-unverified and --require-checksum contradict each other; require_checksum is the default, drop it")
@@ -562,22 +552,62 @@ func (c *config) validate(getenv func(string) string) error {
 	if c.AuditLog == "" {
 		c.AuditLog = filepath.Join(root, "audit.jsonl")
 	}
-	for _, n := range c.Notifiers {
-		if _, err := url.Parse(n); err != nil || !strings.Contains(n, "://") {
-			return usagef("--notifier %q: not a URL (want slack://channel, smtp://host:port/recipient, https://… or webhook+http://…)", redactRaw(n))
-		}
+	return c.validateURLs(getenv)
+}
+
+// validateRegistry takes the shared options off the registry URL and lets
+// the registry's scheme row judge the rest.
+func (c *config) validateRegistry(getenv func(string) string) error {
+	u, sel, err := parseRegistryURL(c.RegistryRaw)
+	if err != nil {
+		return &usageError{c.registryMessage(err.Error())}
 	}
-	if c.Cache != "" {
-		if _, err := url.Parse(c.Cache); err != nil || !strings.Contains(c.Cache, "://") {
-			return usagef("--cache %q: not a URL (want file:///dir, memory://, redis://host:port/0 or consul://host:port/prefix)", redactRaw(c.Cache))
-		}
+	if err := checkRegistryURL(u, getenv); err != nil {
+		return &usageError{c.registryMessage(fmt.Sprintf("--registry %q: %v", redactRaw(c.RegistryRaw), err))}
+	}
+	sel.Slot, sel.CalVer = c.Select.Slot, c.Select.CalVer // global settings, not URL options
+	c.Registry, c.Select = u, sel
+	c.Select.GOOS, c.Select.GOARCH = runtime.GOOS, runtime.GOARCH
+	return nil
+}
+
+func (c *config) validateServer() error {
+	if c.Command != "server" {
+		return nil
+	}
+	if len(c.Server.Command) == 0 {
+		return usagef("`dewy server` needs the application's command after -- (for example: dewy server --registry ... -- /srv/app/current/app)")
+	}
+	if _, err := parsePorts(c.Server.Ports); err != nil {
+		return usagef("--port: %v", err)
+	}
+	if c.Proxy != "" && len(c.Server.Ports) == 0 {
+		return usagef("--proxy=%s needs at least one --port to serve", c.Proxy)
 	}
 	return nil
 }
 
-// registrySchemes are the registries dewy knows; whether this build
-// includes one is the constructor's business.
-var registrySchemes = []string{"file", "ghr", "s3", "gs", "grpc"}
+// validateURLs judges the notifier and cache URLs with their scheme rows.
+func (c *config) validateURLs(getenv func(string) string) error {
+	for _, n := range c.Notifiers {
+		if _, err := url.Parse(n); err != nil || !strings.Contains(n, "://") {
+			return usagef("--notifier %q: not a URL (want %s)", redactRaw(n), orList(schemeForms(notifierSchemes)))
+		}
+		if err := checkNotifier(n, getenv); err != nil {
+			return usagef("--notifier %q: %v", redactNotifyURL(n), err)
+		}
+	}
+	if c.Cache == "" {
+		return nil
+	}
+	if _, err := url.Parse(c.Cache); err != nil || !strings.Contains(c.Cache, "://") {
+		return usagef("--cache %q: not a URL (want %s)", redactRaw(c.Cache), orList(schemeForms(cacheSchemes)))
+	}
+	if err := checkCacheURL(c.Cache); err != nil {
+		return usagef("--cache %q: %v", redactRaw(c.Cache), err)
+	}
+	return nil
+}
 
 // parseRegistryURL checks the URL and takes out the options every registry
 // shares, leaving the backend's own options on the URL.
@@ -585,10 +615,10 @@ func parseRegistryURL(raw string) (*url.URL, selectOptions, error) {
 	var sel selectOptions
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme == "" {
-		return nil, sel, fmt.Errorf("--registry %q: not a URL (want file:///dir, ghr://owner/repo, s3://region/bucket/prefix, gs://bucket/prefix or grpc://host:port)", redactRaw(raw))
+		return nil, sel, fmt.Errorf("--registry %q: not a URL (want %s)", redactRaw(raw), orList(schemeForms(registrySchemes)))
 	}
-	if !slices.Contains(registrySchemes, u.Scheme) {
-		return nil, sel, fmt.Errorf("--registry %q: unknown scheme %q (want file, ghr, s3, gs or grpc)", redactRaw(raw), u.Scheme)
+	if _, err := lookupScheme(registrySchemes, u.Scheme); err != nil {
+		return nil, sel, fmt.Errorf("--registry %q: %v", redactRaw(raw), err)
 	}
 	q, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
