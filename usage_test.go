@@ -9,8 +9,8 @@ import (
 )
 
 // The settings table in config.go is the one source of truth for options;
-// `dewy help` (usageText) and dewy.toml.example are written by hand, so
-// these tests hold them to it in both directions.
+// `dewy help` (usageText, but for its URL lists) and dewy.toml.example are
+// written by hand, so these tests hold them to it in both directions.
 
 var usageFlag = regexp.MustCompile(`(?:^|[\s\[(])(--?[a-z][a-z0-9-]*)`)
 
