@@ -256,6 +256,39 @@ func TestBadInputURLs(t *testing.T) {
 	t.Logf("bad input: %d URLs", n)
 }
 
+// A bad cache, notifier or registry URL is refused when the configuration
+// is checked: exit status 2, one line naming it, and nothing made on disk.
+func TestBadInputURLsBeforeDisk(t *testing.T) {
+	cases := []struct {
+		flag, val, want string
+	}{
+		{"--cache", "bogus://x", `--cache "bogus://x": unknown scheme "bogus"`},
+		{"--cache", "redis://", "want redis://host:port/db"},
+		{"--cache", "redis://u:hunter22@/0", "xxxxx"},
+		{"--cache", "memory://?colour=blue", `unknown option "colour"`},
+		{"--cache", "consul://127.0.0.1:8500/p?artifact-max=1MiB", "artifact-max"},
+		{"--notifier", "slack:", `--notifier "slack:": not a URL`},
+		{"--notifier", "ftp://x", `--notifier "ftp://x": unknown scheme "ftp"`},
+		{"--notifier", "slack://deploys?quiet=maybe", `quiet="maybe"`},
+		{"--notifier", "smtp://mail.example:587/?from=dewy@example.com", "no recipient"},
+		{"--registry", "grpc://registry.example:9000?no-tls=maybe", "no-tls"},
+		{"--registry", "s3://eu-west-1/bucket/prefix?colour=blue", `"colour"`},
+		{"--registry", "gs://bucket/prefix?colour=blue", `"colour"`},
+	}
+	for _, tc := range cases {
+		root := filepath.Join(t.TempDir(), "root")
+		args := []string{"assets", "--root", root, "--registry", "file:///srv/releases", tc.flag, tc.val}
+		r := runDewy(t, []string{"GORACE=atexit_sleep_ms=0", "SLACK_TOKEN=xoxb-test"}, args...)
+		out := strings.TrimRight(r.out, "\n")
+		if r.status != 2 || strings.Contains(out, "\n") || !strings.Contains(out, tc.want) || strings.Contains(out, "hunter22") {
+			t.Errorf("dewy %s %q: status %d, output %q; want status 2 and one line naming %q", tc.flag, tc.val, r.status, r.out, tc.want)
+		}
+		if _, err := os.Stat(root); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("dewy %s %q: root %s exists after the refusal (stat: %v)", tc.flag, tc.val, root, err)
+		}
+	}
+}
+
 // seedServing deploys v1.0.0 into a fresh root from a file registry and
 // returns the root: the release that must keep serving.
 func seedServing(t *testing.T) string {

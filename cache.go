@@ -36,6 +36,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -110,6 +111,30 @@ type cacheSetup struct {
 	failing map[string]bool // op → in a failure streak (warned once)
 }
 
+// cacheScheme is one row of cacheSchemes.
+type cacheScheme struct {
+	scheme string
+	usage  string
+	remote bool // shared with other hosts
+	// check refuses what open would refuse about u and the options left
+	// on it once the shared ones are on cs, without network or disk I/O.
+	// q is check's own copy.
+	check func(cs *cacheSetup, u *url.URL, q url.Values) error
+	// open makes the backend once check has passed. A *fileCache it
+	// returns also holds the artifacts.
+	open func(cs *cacheSetup, u *url.URL, q url.Values, getenv func(string) string) (cache, error)
+}
+
+func (r cacheScheme) names() (string, string) { return r.scheme, r.usage }
+
+var cacheSchemes = []cacheScheme{
+	{scheme: "file", usage: "file:///dir", check: checkFileCacheURL, open: openFileCache},
+	{scheme: "memory", usage: "memory://", check: noCacheOptions, open: openMemoryCache},
+	{scheme: "redis", usage: "redis://host:port/db", remote: true, check: checkRedisURL, open: openRedisCache},
+	{scheme: "rediss", remote: true, check: checkRedisURL, open: openRedisCache},
+	{scheme: "consul", usage: "consul://host:port/prefix", remote: true, check: checkConsulURL, open: openConsulCache},
+}
+
 // newCache is the one place a cache backend is chosen. raw "" means the
 // default, file://<root>/.dewy/cache. Options common to every backend:
 // registry-ttl, max-parallel, lease-ttl, timeout, artifact-max, bake.
@@ -118,18 +143,56 @@ func newCache(ctx context.Context, raw, root string, getenv func(string) string,
 	if raw == "" {
 		raw = "file://" + filepath.ToSlash(localDir)
 	}
-	red := redactRaw(raw)
+	cs, open, err := parseCache(raw, log)
+	if err != nil {
+		return nil, fmt.Errorf("cache %s: %w", redactRaw(raw), err)
+	}
+	c, err := open(getenv)
+	if err != nil {
+		return nil, fmt.Errorf("cache %s: %w", cs.raw, err)
+	}
+	cs.c = c
+	cs.closer, _ = c.(io.Closer)
+	local, ok := c.(*fileCache)
+	if !ok {
+		if local, err = newFileCache(localDir); err != nil {
+			return nil, fmt.Errorf("cache %s: %w", cs.raw, err)
+		}
+	}
+	cs.local = local
+	if cs.maxParallel > 0 && !cs.remote {
+		cs.log.Info("max-parallel with a single-host cache limits deploys on this host only")
+	}
+	return cs, nil
+}
+
+// checkCacheURL refuses a --cache URL that newCache would refuse, without
+// network or disk I/O. Its errors do not repeat the URL.
+func checkCacheURL(raw string) error {
+	_, _, err := parseCache(raw, slog.New(slog.DiscardHandler))
+	return err
+}
+
+// parseCache is newCache short of I/O: it takes the shared options and
+// lets the backend's row check the rest. It returns the backend still to
+// open.
+func parseCache(raw string, log *slog.Logger) (*cacheSetup, func(getenv func(string) string) (cache, error), error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme == "" {
-		return nil, fmt.Errorf("cache %q: not a URL", red)
+		return nil, nil, errors.New("not a URL")
+	}
+	row, err := lookupScheme(cacheSchemes, u.Scheme)
+	if err != nil {
+		return nil, nil, err
 	}
 	q, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
-		return nil, fmt.Errorf("cache %s: bad query: %v", red, err)
+		return nil, nil, fmt.Errorf("bad query: %v", err)
 	}
 	cs := &cacheSetup{
 		scheme:    u.Scheme,
-		raw:       red,
+		raw:       redactRaw(raw),
+		remote:    row.remote,
 		leaseTTL:  defaultLeaseTTL,
 		timeout:   defaultCacheTimeout,
 		slotRetry: 500 * time.Millisecond,
@@ -138,60 +201,21 @@ func newCache(ctx context.Context, raw, root string, getenv func(string) string,
 		failing:   map[string]bool{},
 	}
 	if err := cs.takeOptions(q); err != nil {
-		return nil, fmt.Errorf("cache %s: %w", red, err)
+		return nil, nil, err
 	}
 	cs.answerWait = min(cs.registryTTL/2, 10*time.Second)
+	if err := row.check(cs, u, maps.Clone(q)); err != nil {
+		return nil, nil, err
+	}
+	return cs, func(getenv func(string) string) (cache, error) { return row.open(cs, u, q, getenv) }, nil
+}
 
-	switch u.Scheme {
-	case "file":
-		dir := u.Path
-		if u.Host != "" && u.Host != "localhost" {
-			return nil, fmt.Errorf("cache %s: file:// takes a local path (file:///dir)", red)
-		}
-		if dir == "" {
-			return nil, fmt.Errorf("cache %s: no directory (want file:///dir)", red)
-		}
-		localDir = filepath.FromSlash(dir)
-	case "memory":
-		cs.c = newMemoryCache()
-	case "redis", "rediss":
-		c, err := newRedisCache(u, q, getenv, cs.timeout)
-		if err != nil {
-			return nil, fmt.Errorf("cache %s: %w", red, err)
-		}
-		cs.c, cs.remote = c, true
-		cs.closer, _ = c.(io.Closer)
-	case "consul":
-		if cs.artifactMax > consulMaxValue-1024 {
-			return nil, fmt.Errorf("cache %s: artifact-max %d is over Consul's 512 KiB value limit", red, cs.artifactMax)
-		}
-		c, err := newConsulCache(u, q, getenv)
-		if err != nil {
-			return nil, fmt.Errorf("cache %s: %w", red, err)
-		}
-		cs.c, cs.remote = c, true
-		if cs.leaseTTL < consulMinTTL {
-			cs.log.Info("lease-ttl raised to Consul's shortest session TTL", "lease_ttl", consulMinTTL)
-			cs.leaseTTL = consulMinTTL
-		}
-	default:
-		return nil, fmt.Errorf("cache %s: unknown scheme %q (want file, memory, redis, rediss or consul)", red, u.Scheme)
+// noCacheOptions is the check of a backend that takes no options of its own.
+func noCacheOptions(_ *cacheSetup, _ *url.URL, q url.Values) error {
+	if len(q) > 0 {
+		return fmt.Errorf("unknown option %q", firstOption(q))
 	}
-	for k := range q {
-		return nil, fmt.Errorf("cache %s: unknown option %q", red, k)
-	}
-	local, err := newFileCache(localDir)
-	if err != nil {
-		return nil, fmt.Errorf("cache %s: %w", red, err)
-	}
-	cs.local = local
-	if cs.c == nil {
-		cs.c = local
-	}
-	if cs.maxParallel > 0 && !cs.remote {
-		cs.log.Info("max-parallel with a single-host cache limits deploys on this host only")
-	}
-	return cs, nil
+	return nil
 }
 
 // takeOptions removes the options every backend shares from q.

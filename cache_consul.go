@@ -26,10 +26,22 @@ type consulCache struct {
 
 var _ cache = (*consulCache)(nil)
 
-// newConsulCache takes consul://host:port/prefix. The address falls back to
+// checkConsulURL and openConsulCache are consul://'s row in the cache
+// scheme table.
+func checkConsulURL(cs *cacheSetup, u *url.URL, q url.Values) error {
+	if cs.artifactMax > consulMaxValue-1024 {
+		return fmt.Errorf("artifact-max %d is over Consul's 512 KiB value limit", cs.artifactMax)
+	}
+	if u.User != nil {
+		return errors.New("put the Consul token in CONSUL_HTTP_TOKEN, not in the URL")
+	}
+	return noCacheOptions(cs, u, q)
+}
+
+// openConsulCache takes consul://host:port/prefix. The address falls back to
 // CONSUL_HTTP_ADDR and the token comes from CONSUL_HTTP_TOKEN, as with the
 // consul command; TLS settings come from the CONSUL_* variables too.
-func newConsulCache(u *url.URL, q url.Values, getenv func(string) string) (cache, error) {
+func openConsulCache(cs *cacheSetup, u *url.URL, _ url.Values, getenv func(string) string) (cache, error) {
 	cfg := api.DefaultConfig()
 	if v := getenv("CONSUL_HTTP_ADDR"); v != "" {
 		cfg.Address = v
@@ -40,9 +52,6 @@ func newConsulCache(u *url.URL, q url.Values, getenv func(string) string) (cache
 	if u.Host != "" {
 		cfg.Address = u.Host
 	}
-	if u.User != nil {
-		return nil, errors.New("put the Consul token in CONSUL_HTTP_TOKEN, not in the URL")
-	}
 	prefix := strings.Trim(u.Path, "/")
 	if prefix == "" {
 		prefix = "dewy"
@@ -50,6 +59,10 @@ func newConsulCache(u *url.URL, q url.Values, getenv func(string) string) (cache
 	c, err := api.NewClient(cfg)
 	if err != nil {
 		return nil, err
+	}
+	if cs.leaseTTL < consulMinTTL {
+		cs.log.Info("lease-ttl raised to Consul's shortest session TTL", "lease_ttl", consulMinTTL)
+		cs.leaseTTL = consulMinTTL
 	}
 	return &consulCache{kv: c.KV(), sess: c.Session(), prefix: prefix}, nil
 }

@@ -37,6 +37,22 @@ const staleLock = 10 * time.Second
 // maxNameLen keeps file names under the 255 bytes most file systems allow.
 const maxNameLen = 200
 
+// checkFileCacheURL and openFileCache are file://'s row in the cache
+// scheme table.
+func checkFileCacheURL(cs *cacheSetup, u *url.URL, q url.Values) error {
+	if u.Host != "" && u.Host != "localhost" {
+		return errors.New("file:// takes a local path (file:///dir)")
+	}
+	if u.Path == "" {
+		return errors.New("no directory (want file:///dir)")
+	}
+	return noCacheOptions(cs, u, q)
+}
+
+func openFileCache(_ *cacheSetup, u *url.URL, _ url.Values, _ func(string) string) (cache, error) {
+	return asBackend[cache](newFileCache(filepath.FromSlash(u.Path)))
+}
+
 func newFileCache(dir string) (*fileCache, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "kv"), 0o755); err != nil {
 		return nil, fmt.Errorf("prepare cache directory: %w", err)

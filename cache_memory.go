@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -22,6 +23,11 @@ type memoryItem struct {
 }
 
 var _ cache = (*memoryCache)(nil)
+
+// openMemoryCache is memory://'s row in the cache scheme table.
+func openMemoryCache(*cacheSetup, *url.URL, url.Values, func(string) string) (cache, error) {
+	return newMemoryCache(), nil
+}
 
 func newMemoryCache() *memoryCache {
 	return &memoryCache{clk: realClock{}, itemsLocked: map[string]memoryItem{}}

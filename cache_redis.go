@@ -35,31 +35,20 @@ var (
 	redisRelease = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
 )
 
-// newRedisCache takes redis://[user:password@]host:port/db?prefix=dewy
-// (rediss:// for TLS). It consumes prefix and go-redis's own options from
-// q. Without a password in the URL, REDISCLI_AUTH (redis-cli's variable)
-// supplies one, which keeps it off the command line.
-func newRedisCache(u *url.URL, q url.Values, getenv func(string) string, timeout time.Duration) (cache, error) {
-	if u.Host == "" {
-		// go-redis would quietly use localhost:6379; say which host instead.
-		return nil, fmt.Errorf("want %s://host:port/db", u.Scheme)
-	}
-	prefix := "dewy"
-	if q.Has("prefix") {
-		prefix = strings.Trim(q.Get("prefix"), "/")
-		q.Del("prefix")
-	}
-	// go-redis rejects options it does not know; ours are gone by now.
-	clean := &url.URL{Scheme: u.Scheme, User: u.User, Host: u.Host, Path: u.Path, RawQuery: q.Encode()}
-	for k := range q {
-		q.Del(k)
-	}
-	opt, err := redis.ParseURL(clean.String())
+// checkRedisURL and openRedisCache are redis:// and rediss://'s rows in the
+// cache scheme table.
+func checkRedisURL(_ *cacheSetup, u *url.URL, q url.Values) error {
+	_, _, err := redisOptions(u, q)
+	return err
+}
+
+// openRedisCache takes redis://[user:password@]host:port/db?prefix=dewy
+// (rediss:// for TLS). Without a password in the URL, REDISCLI_AUTH
+// (redis-cli's variable) supplies one, which keeps it off the command line.
+func openRedisCache(cs *cacheSetup, u *url.URL, q url.Values, getenv func(string) string) (cache, error) {
+	opt, prefix, err := redisOptions(u, q)
 	if err != nil {
-		if _, name, ok := strings.Cut(err.Error(), "unexpected option: "); ok {
-			return nil, fmt.Errorf("unknown option %q", name)
-		}
-		return nil, err // go-redis's messages name the field, never the password
+		return nil, err
 	}
 	if opt.Password == "" {
 		opt.Password = getenv("REDISCLI_AUTH")
@@ -68,8 +57,8 @@ func newRedisCache(u *url.URL, q url.Values, getenv func(string) string, timeout
 	// delays the fallback.
 	opt.MaxRetries = 1
 	opt.DialerRetries = 1
-	opt.DialTimeout = timeout
-	opt.ReadTimeout, opt.WriteTimeout = timeout, timeout
+	opt.DialTimeout = cs.timeout
+	opt.ReadTimeout, opt.WriteTimeout = cs.timeout, cs.timeout
 	opt.ContextTimeoutEnabled = true // without it go-redis waits ReadTimeout whatever ctx says
 	opt.DisableIdentity = true
 	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
@@ -77,6 +66,30 @@ func newRedisCache(u *url.URL, q url.Values, getenv func(string) string, timeout
 	// logger; dewy reports each failing cache call itself (cacheSetup.call).
 	silenceRedis.Do(func() { redis.SetLogger(&logging.VoidLogger{}) })
 	return &redisCache{rdb: redis.NewClient(opt), prefix: prefix}, nil
+}
+
+// redisOptions reads the URL for go-redis: prefix is dewy's option, the
+// rest of q go-redis's own.
+func redisOptions(u *url.URL, q url.Values) (*redis.Options, string, error) {
+	if u.Host == "" {
+		// go-redis would quietly use localhost:6379; say which host instead.
+		return nil, "", fmt.Errorf("want %s://host:port/db", u.Scheme)
+	}
+	prefix := "dewy"
+	if q.Has("prefix") {
+		prefix = strings.Trim(q.Get("prefix"), "/")
+		q.Del("prefix")
+	}
+	// go-redis rejects options it does not know; ours are gone by now.
+	clean := &url.URL{Scheme: u.Scheme, User: u.User, Host: u.Host, Path: u.Path, RawQuery: q.Encode()}
+	opt, err := redis.ParseURL(clean.String())
+	if err != nil {
+		if _, name, ok := strings.Cut(err.Error(), "unexpected option: "); ok {
+			return nil, "", fmt.Errorf("unknown option %q", name)
+		}
+		return nil, "", err // go-redis's messages name the field, never the password
+	}
+	return opt, prefix, nil
 }
 
 var silenceRedis sync.Once

@@ -90,7 +90,7 @@ var bothCommands, serverOnly, assetsOnly = []string(nil), []string{"server"}, []
 
 func settings() []setting {
 	return []setting{
-		{key: "registry", usage: "registry URL (file://, ghr://, s3://, gs://, grpc://)", set: func(c *config, v string) error {
+		{key: "registry", usage: "registry URL (" + orList(schemeNames(registrySchemes)) + ")", set: func(c *config, v string) error {
 			c.RegistryRaw = v
 			return nil
 		}},
@@ -110,8 +110,8 @@ func settings() []setting {
 			c.Select.CalVer = f
 			return err
 		}},
-		{key: "cache", usage: "cache URL (file://, memory://, redis://, consul://)", set: func(c *config, v string) error { c.Cache = v; return nil }},
-		{key: "notifier", usage: "notification URL (repeatable)", repeated: true, set: func(c *config, v string) error {
+		{key: "cache", usage: "cache URL (" + orList(schemeNames(cacheSchemes)) + ")", set: func(c *config, v string) error { c.Cache = v; return nil }},
+		{key: "notifier", usage: "notification URL (" + orList(schemeNames(notifierSchemes)) + "; repeatable)", repeated: true, set: func(c *config, v string) error {
 			c.Notifiers = append(c.Notifiers, v)
 			return nil
 		}},
@@ -357,57 +357,108 @@ func defaultConfig() *config {
 // parseArgs turns the command line, DEWY_* variables and the TOML file
 // into a validated config. Every error names the flag, key or value at fault.
 func parseArgs(args []string, getenv func(string) string) (*config, error) {
-	command := ""
-	if len(args) == 1 && (args[0] == "--version" || args[0] == "-v") {
-		return &config{Command: "version"}, nil // upstream Dewy's spelling
-	}
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		command, args = args[0], args[1:]
-		switch command {
-		case "server", "assets":
-		case "help":
-			return nil, errHelp
-		case "history":
-			return parseHistoryArgs(args, getenv)
-		case "status":
-			return parseStatusArgs(args, getenv)
-		case "rollback", "pause", "resume", "pin":
-			return parseControlArgs(command, args, getenv)
-		case "version":
-			if len(args) > 0 {
-				return nil, usagef("`dewy version` takes no arguments, got %q", args[0])
-			}
-			return &config{Command: "version"}, nil
-		default:
-			return nil, usagef("unknown command %q (want server, assets, history, status, rollback, pause, resume, pin, version or help)", command)
-		}
+	command, args, done, err := parseCommand(args, getenv)
+	if done != nil || err != nil {
+		return done, err
 	}
 	var appArgs []string
 	if i := slices.Index(args, "--"); i >= 0 {
 		args, appArgs = args[:i], args[i+1:]
 	}
-
 	opts := settings()
+	cl, err := parseFlags(args, opts)
+	if err != nil {
+		return nil, err
+	}
+	cfg := defaultConfig()
+	// fromFile: keys set by the file or a variable, for the command check.
+	fromFile := map[string]bool{}
+	if command, err = cfg.applyFile(cl.configFile, command, opts, fromFile); err != nil {
+		return nil, err
+	}
+	if err := cfg.applyEnv(opts, getenv, fromFile); err != nil {
+		return nil, err
+	}
+	for _, g := range cl.order {
+		if err := cfg.apply(g.opt, "-"+dashes(g.name)+g.name, g.vals); err != nil {
+			return nil, err
+		}
+	}
+	if len(appArgs) > 0 {
+		cfg.Server.Command = appArgs
+	}
+	if err := checkCommand(command, opts, cl, fromFile, appArgs); err != nil {
+		return nil, err
+	}
+	cfg.Command = command
+	return cfg, cfg.validate(getenv)
+}
+
+// parseCommand takes the command word off args. Commands other than server
+// and assets are parsed here whole: done is their config.
+func parseCommand(args []string, getenv func(string) string) (command string, rest []string, done *config, err error) {
+	if len(args) == 1 && (args[0] == "--version" || args[0] == "-v") {
+		return "", nil, &config{Command: "version"}, nil // upstream Dewy's spelling
+	}
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return "", args, nil, nil // the command may come from the file
+	}
+	command, rest = args[0], args[1:]
+	switch command {
+	case "server", "assets":
+		return command, rest, nil, nil
+	case "help":
+		return "", nil, nil, errHelp
+	case "history":
+		done, err = parseHistoryArgs(rest, getenv)
+	case "status":
+		done, err = parseStatusArgs(rest, getenv)
+	case "rollback", "pause", "resume", "pin":
+		done, err = parseControlArgs(command, rest, getenv)
+	case "version":
+		if len(rest) > 0 {
+			return "", nil, nil, usagef("`dewy version` takes no arguments, got %q", rest[0])
+		}
+		done = &config{Command: "version"}
+	default:
+		return "", nil, nil, usagef("unknown command %q (want server, assets, history, status, rollback, pause, resume, pin, version or help)", command)
+	}
+	return command, nil, done, err
+}
+
+// givenFlag is one setting as the command line gave it.
+type givenFlag struct {
+	opt  setting
+	name string // the spelling used last (-i or --interval), for messages
+	vals []string
+}
+
+// commandLine is what parseFlags read: the settings file and the settings
+// in the order they were first given.
+type commandLine struct {
+	configFile string
+	order      []*givenFlag
+	byKey      map[string]*givenFlag
+}
+
+// parseFlags reads the flags. Values are applied later, after the file's
+// and the variables', so that flags win.
+func parseFlags(args []string, opts []setting) (*commandLine, error) {
+	cl := &commandLine{byKey: map[string]*givenFlag{}}
 	fs := flag.NewFlagSet("dewy", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	var configFile string
-	fs.StringVar(&configFile, "c", "", "")
-	fs.StringVar(&configFile, "config", "", "")
-	type given struct {
-		opt  setting
-		name string
-		vals []string
-	}
-	var order []*given
-	byKey := map[string]*given{}
+	fs.StringVar(&cl.configFile, "c", "", "")
+	fs.StringVar(&cl.configFile, "config", "", "")
 	for _, o := range opts {
-		o := o
+		if o.key == "args" {
+			continue // the application's argv comes after "--" on the command line
+		}
 		v := &flagValue{isBool: o.bool, add: func(name, s string) error {
-			g := byKey[o.key]
+			g := cl.byKey[o.key]
 			if g == nil {
-				g = &given{opt: o, name: name}
-				byKey[o.key] = g
-				order = append(order, g)
+				g = &givenFlag{opt: o}
+				cl.byKey[o.key] = g
+				cl.order = append(cl.order, g)
 			}
 			if !o.repeated {
 				g.vals = nil
@@ -416,9 +467,6 @@ func parseArgs(args []string, getenv func(string) string) (*config, error) {
 			g.vals = append(g.vals, s)
 			return nil
 		}}
-		if o.key == "args" {
-			continue // the application's argv comes after "--" on the command line
-		}
 		fs.Var(v.named(o.flagName()), o.flagName(), o.usage)
 		if o.short != "" {
 			fs.Var(v.named(o.short), o.short, o.usage)
@@ -433,85 +481,95 @@ func parseArgs(args []string, getenv func(string) string) (*config, error) {
 	if fs.NArg() > 0 {
 		return nil, usagef("unexpected argument %q (the application's command goes after --)", fs.Arg(0))
 	}
+	return cl, nil
+}
 
-	cfg := defaultConfig()
-	apply := func(o setting, source string, vals []string) error {
-		if o.repeated {
-			switch o.key {
-			case "notifier":
-				cfg.Notifiers = nil
-			case "port":
-				cfg.Server.Ports = nil
-			case "args":
-				cfg.Server.Command = nil
-			}
+// apply sets o from one source; a repeated setting's values replace those
+// of an earlier source.
+func (c *config) apply(o setting, source string, vals []string) error {
+	if o.repeated {
+		switch o.key {
+		case "notifier":
+			c.Notifiers = nil
+		case "port":
+			c.Server.Ports = nil
+		case "args":
+			c.Server.Command = nil
 		}
-		for _, v := range vals {
-			if err := o.set(cfg, v); err != nil {
-				return usagef("%s %q: %v", source, v, err)
-			}
-		}
-		if o.key == "registry" {
-			cfg.RegistryBy = source
-		}
-		return nil
 	}
-	fromFile := map[string]bool{}
-	if strings.Contains(configFile, "://") {
+	for _, v := range vals {
+		if err := o.set(c, v); err != nil {
+			return usagef("%s %q: %v", source, v, err)
+		}
+	}
+	if o.key == "registry" {
+		c.RegistryBy = source
+	}
+	return nil
+}
+
+// applyFile applies the TOML file, if any, and returns the command: the
+// command line's, else the file's.
+func (c *config) applyFile(path, command string, opts []setting, seen map[string]bool) (string, error) {
+	if strings.Contains(path, "://") {
 		// upstream Dewy's -c is its cache URL; here -c is the file.
-		return nil, usagef("-c %q: -c names the TOML settings file; a cache URL goes to --cache", redactRaw(configFile))
+		return "", usagef("-c %q: -c names the TOML settings file; a cache URL goes to --cache", redactRaw(path))
 	}
-	if configFile != "" {
-		fileCmd, err := loadTOML(configFile, opts, apply, fromFile)
-		if err != nil {
-			return nil, err
-		}
-		if command == "" {
-			command = fileCmd
-		} else if fileCmd != "" && fileCmd != command {
-			return nil, usagef("%s: command = %q, but the command line says %q", configFile, fileCmd, command)
-		}
+	if path == "" {
+		return command, nil
 	}
-	for _, o := range opts {
-		if v := getenv(o.envName()); v != "" {
-			vals := []string{v}
-			if o.repeated {
-				vals = strings.Split(v, " ")
-			}
-			if err := apply(o, o.envName(), vals); err != nil {
-				return nil, err
-			}
-			fromFile[o.key] = true
-		}
+	fileCmd, err := loadTOML(path, opts, c.apply, seen)
+	switch {
+	case err != nil:
+		return "", err
+	case command == "":
+		return fileCmd, nil
+	case fileCmd != "" && fileCmd != command:
+		return "", usagef("%s: command = %q, but the command line says %q", path, fileCmd, command)
 	}
-	for _, g := range order {
-		if err := apply(g.opt, "-"+dashes(g.name)+g.name, g.vals); err != nil {
-			return nil, err
-		}
-	}
-	if len(appArgs) > 0 {
-		cfg.Server.Command = appArgs
-	}
+	return command, nil
+}
 
-	if command == "" {
-		return nil, usagef("no command: want `dewy server`, `dewy assets`, or `command = ...` in the file given with -c")
+// applyEnv applies the DEWY_* variables; a repeated setting's values are
+// separated by spaces.
+func (c *config) applyEnv(opts []setting, getenv func(string) string, seen map[string]bool) error {
+	for _, o := range opts {
+		v := getenv(o.envName())
+		if v == "" {
+			continue
+		}
+		vals := []string{v}
+		if o.repeated {
+			vals = strings.Split(v, " ")
+		}
+		if err := c.apply(o, o.envName(), vals); err != nil {
+			return err
+		}
+		seen[o.key] = true
 	}
-	cfg.Command = command
+	return nil
+}
+
+// checkCommand refuses settings the command does not use.
+func checkCommand(command string, opts []setting, cl *commandLine, fromFile map[string]bool, appArgs []string) error {
+	if command == "" {
+		return usagef("no command: want `dewy server`, `dewy assets`, or `command = ...` in the file given with -c")
+	}
 	for _, o := range opts {
 		if o.commands == nil || slices.Contains(o.commands, command) {
 			continue
 		}
-		if g := byKey[o.key]; g != nil {
-			return nil, usagef("flag -%s%s is not used by `dewy %s`", dashes(g.name), g.name, command)
+		if g := cl.byKey[o.key]; g != nil {
+			return usagef("flag -%s%s is not used by `dewy %s`", dashes(g.name), g.name, command)
 		}
 		if fromFile[o.key] {
-			return nil, usagef("%s is not used by `dewy %s`", o.key, command)
+			return usagef("%s is not used by `dewy %s`", o.key, command)
 		}
 	}
 	if command == "assets" && len(appArgs) > 0 {
-		return nil, usagef("`dewy assets` runs no application; remove %q after --", strings.Join(appArgs, " "))
+		return usagef("`dewy assets` runs no application; remove %q after --", strings.Join(appArgs, " "))
 	}
-	return cfg, cfg.validate(getenv)
+	return nil
 }
 
 func dashes(name string) string {
@@ -521,28 +579,18 @@ func dashes(name string) string {
 	return "-"
 }
 
-// validate checks what single values cannot: required settings and URLs.
+// validate checks what single values cannot: required settings, and every
+// URL as run would build it, so that a bad one stops dewy before it
+// touches the disk.
 func (c *config) validate(getenv func(string) string) error {
 	if c.RegistryRaw == "" {
 		return usagef("--registry is required (for example --registry ghr://owner/repo or file:///srv/releases)")
 	}
-	u, sel, err := parseRegistryURL(c.RegistryRaw)
-	if err != nil {
-		return &usageError{c.registryMessage(err.Error())}
+	if err := c.validateRegistry(getenv); err != nil {
+		return err
 	}
-	sel.Slot, sel.CalVer = c.Select.Slot, c.Select.CalVer // global settings, not URL options
-	c.Registry, c.Select = u, sel
-	c.Select.GOOS, c.Select.GOARCH = runtime.GOOS, runtime.GOARCH
-	if c.Command == "server" && len(c.Server.Command) == 0 {
-		return usagef("`dewy server` needs the application's command after -- (for example: dewy server --registry ... -- /srv/app/current/app)")
-	}
-	if c.Command == "server" {
-		if _, err := parsePorts(c.Server.Ports); err != nil {
-			return usagef("--port: %v", err)
-		}
-		if c.Proxy != "" && len(c.Server.Ports) == 0 {
-			return usagef("--proxy=%s needs at least one --port to serve", c.Proxy)
-		}
+	if err := c.validateServer(); err != nil {
+		return err
 	}
 	if c.AllowUnverified && c.RequireChecksum {
 		return usagef("--allow-unverified and --require-checksum contradict each other; require_checksum is the default, drop it")
@@ -562,22 +610,62 @@ func (c *config) validate(getenv func(string) string) error {
 	if c.AuditLog == "" {
 		c.AuditLog = filepath.Join(root, "audit.jsonl")
 	}
-	for _, n := range c.Notifiers {
-		if _, err := url.Parse(n); err != nil || !strings.Contains(n, "://") {
-			return usagef("--notifier %q: not a URL (want slack://channel, smtp://host:port/recipient, https://… or webhook+http://…)", redactRaw(n))
-		}
+	return c.validateURLs(getenv)
+}
+
+// validateRegistry takes the shared options off the registry URL and lets
+// the registry's scheme row judge the rest.
+func (c *config) validateRegistry(getenv func(string) string) error {
+	u, sel, err := parseRegistryURL(c.RegistryRaw)
+	if err != nil {
+		return &usageError{c.registryMessage(err.Error())}
 	}
-	if c.Cache != "" {
-		if _, err := url.Parse(c.Cache); err != nil || !strings.Contains(c.Cache, "://") {
-			return usagef("--cache %q: not a URL (want file:///dir, memory://, redis://host:port/0 or consul://host:port/prefix)", redactRaw(c.Cache))
-		}
+	if err := checkRegistryURL(u, getenv); err != nil {
+		return &usageError{c.registryMessage(fmt.Sprintf("--registry %q: %v", redactRaw(c.RegistryRaw), err))}
+	}
+	sel.Slot, sel.CalVer = c.Select.Slot, c.Select.CalVer // global settings, not URL options
+	c.Registry, c.Select = u, sel
+	c.Select.GOOS, c.Select.GOARCH = runtime.GOOS, runtime.GOARCH
+	return nil
+}
+
+func (c *config) validateServer() error {
+	if c.Command != "server" {
+		return nil
+	}
+	if len(c.Server.Command) == 0 {
+		return usagef("`dewy server` needs the application's command after -- (for example: dewy server --registry ... -- /srv/app/current/app)")
+	}
+	if _, err := parsePorts(c.Server.Ports); err != nil {
+		return usagef("--port: %v", err)
+	}
+	if c.Proxy != "" && len(c.Server.Ports) == 0 {
+		return usagef("--proxy=%s needs at least one --port to serve", c.Proxy)
 	}
 	return nil
 }
 
-// registrySchemes are the registries dewy knows; whether this build
-// includes one is the constructor's business.
-var registrySchemes = []string{"file", "ghr", "s3", "gs", "grpc"}
+// validateURLs judges the notifier and cache URLs with their scheme rows.
+func (c *config) validateURLs(getenv func(string) string) error {
+	for _, n := range c.Notifiers {
+		if _, err := url.Parse(n); err != nil || !strings.Contains(n, "://") {
+			return usagef("--notifier %q: not a URL (want %s)", redactRaw(n), orList(schemeForms(notifierSchemes)))
+		}
+		if err := checkNotifier(n, getenv); err != nil {
+			return usagef("--notifier %q: %v", redactNotifyURL(n), err)
+		}
+	}
+	if c.Cache == "" {
+		return nil
+	}
+	if _, err := url.Parse(c.Cache); err != nil || !strings.Contains(c.Cache, "://") {
+		return usagef("--cache %q: not a URL (want %s)", redactRaw(c.Cache), orList(schemeForms(cacheSchemes)))
+	}
+	if err := checkCacheURL(c.Cache); err != nil {
+		return usagef("--cache %q: %v", redactRaw(c.Cache), err)
+	}
+	return nil
+}
 
 // parseRegistryURL checks the URL and takes out the options every registry
 // shares, leaving the backend's own options on the URL.
@@ -585,10 +673,10 @@ func parseRegistryURL(raw string) (*url.URL, selectOptions, error) {
 	var sel selectOptions
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme == "" {
-		return nil, sel, fmt.Errorf("--registry %q: not a URL (want file:///dir, ghr://owner/repo, s3://region/bucket/prefix, gs://bucket/prefix or grpc://host:port)", redactRaw(raw))
+		return nil, sel, fmt.Errorf("--registry %q: not a URL (want %s)", redactRaw(raw), orList(schemeForms(registrySchemes)))
 	}
-	if !slices.Contains(registrySchemes, u.Scheme) {
-		return nil, sel, fmt.Errorf("--registry %q: unknown scheme %q (want file, ghr, s3, gs or grpc)", redactRaw(raw), u.Scheme)
+	if _, err := lookupScheme(registrySchemes, u.Scheme); err != nil {
+		return nil, sel, fmt.Errorf("--registry %q: %v", redactRaw(raw), err)
 	}
 	q, err := url.ParseQuery(u.RawQuery)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -46,6 +47,23 @@ var (
 	_ registry      = (*fileRegistry)(nil)
 	_ artifactStore = (*fileRegistry)(nil)
 )
+
+// buildFileRegistry, checkFileURL and newFileStore are file://'s rows in
+// the scheme tables. Building a file registry touches nothing, so building
+// one is the check.
+func buildFileRegistry(_ context.Context, u *url.URL, _ selectOptions, _ func(string) string, _ *slog.Logger) (registry, error) {
+	return asBackend[registry](newFileRegistry(u))
+}
+
+func checkFileURL(u *url.URL, _ func(string) string) error {
+	_, err := newFileRegistry(u)
+	return err
+}
+
+// newFileStore reads file:// artifacts at the path their URL names.
+func newFileStore(context.Context, *url.URL, func(string) string, *slog.Logger) (artifactStore, error) {
+	return &fileRegistry{}, nil
+}
 
 // newFileRegistry accepts file:///abs/dir, with settle=DURATION as its
 // only option. Relative paths are refused because dewy may run from any

@@ -95,7 +95,7 @@ func FuzzParseArgs(f *testing.F) {
 		default:
 			t.Fatalf("accepted unknown command %q", cfg.Command)
 		}
-		if cfg.Registry == nil || !slices.Contains(registrySchemes, cfg.Registry.Scheme) {
+		if cfg.Registry == nil || !knownScheme(registrySchemes, cfg.Registry.Scheme) {
 			t.Fatalf("accepted registry %v", cfg.Registry)
 		}
 		if !filepath.IsAbs(cfg.Root) || cfg.Interval <= 0 || cfg.Keep < 0 || cfg.HostID == "" {
@@ -105,6 +105,11 @@ func FuzzParseArgs(f *testing.F) {
 			t.Fatalf("accepted limits %+v hook timeout %v", cfg.Limits, cfg.HookTimeout)
 		}
 	})
+}
+
+func knownScheme[R schemeRow](rows []R, scheme string) bool {
+	_, err := lookupScheme(rows, scheme)
+	return err == nil
 }
 
 // FuzzParseRegistryURL checks the shared registry URL options. A refusal is
@@ -142,7 +147,7 @@ func FuzzParseRegistryURL(f *testing.F) {
 			}
 			return
 		}
-		if !slices.Contains(registrySchemes, u.Scheme) {
+		if !knownScheme(registrySchemes, u.Scheme) {
 			t.Fatalf("accepted scheme %q", u.Scheme)
 		}
 		q := u.Query()

@@ -42,14 +42,28 @@ var (
 // poll loop's backoff governs anything longer.
 const gcsMaxAttempts = 2
 
-// newGCSRegistry and newGCSStore are gs://'s constructors for the registry
-// and artifact store switches; one gcsRegistry serves as either.
-func newGCSRegistry(ctx context.Context, u *url.URL, getenv func(string) string, log *slog.Logger) (registry, error) {
-	return asBackend[registry](openGCS(ctx, u, getenv, log))
+// newGCSRegistry, newGCSStore and checkGCSURL are gs://'s rows in the
+// scheme tables; one gcsRegistry serves as either.
+func newGCSRegistry(ctx context.Context, u *url.URL, _ selectOptions, getenv func(string) string, log *slog.Logger) (registry, error) {
+	return asBackend[registry](openGCS(ctx, u, getenv, log.With("registry", "gcs")))
 }
 
 func newGCSStore(ctx context.Context, u *url.URL, getenv func(string) string, log *slog.Logger) (artifactStore, error) {
-	return asBackend[artifactStore](openGCS(ctx, u, getenv, log))
+	return asBackend[artifactStore](openGCS(ctx, u, getenv, log.With("store", "gcs")))
+}
+
+func checkGCSURL(u *url.URL, _ func(string) string) error {
+	_, _, err := parseGCSRegistryURL(u)
+	return err
+}
+
+// parseGCSRegistryURL is parseGCSURL for a URL that takes no options.
+func parseGCSRegistryURL(u *url.URL) (bucket, prefix string, err error) {
+	bucket, prefix, err = parseGCSURL(u)
+	if err == nil && len(u.Query()) > 0 {
+		err = fmt.Errorf("gs url %s: unknown option %q", redactURL(u), firstOption(u.Query()))
+	}
+	return bucket, prefix, err
 }
 
 // openGCS builds a registry from gs://<bucket>/<prefix>, with
@@ -57,12 +71,9 @@ func newGCSStore(ctx context.Context, u *url.URL, getenv func(string) string, lo
 // URL), read through getenv, points it at an emulator, unauthenticated, as
 // the library itself would.
 func openGCS(ctx context.Context, u *url.URL, getenv func(string) string, log *slog.Logger) (*gcsRegistry, error) {
-	bucket, prefix, err := parseGCSURL(u)
+	bucket, prefix, err := parseGCSRegistryURL(u)
 	if err != nil {
 		return nil, err
-	}
-	if len(u.Query()) > 0 {
-		return nil, fmt.Errorf("gs url %s: unknown option %q", redactURL(u), firstOption(u.Query()))
 	}
 
 	// The library's own transport bounds dialling and TLS but not the wait

@@ -60,6 +60,37 @@ const (
 	githubMaxRedirects = 5
 )
 
+// buildGitHubRegistry, checkGitHubURL and newGitHubStore are ghr://'s rows
+// in the scheme tables. Building a GitHub registry makes no request, so
+// building one is the check.
+func buildGitHubRegistry(_ context.Context, u *url.URL, _ selectOptions, getenv func(string) string, log *slog.Logger) (registry, error) {
+	return asBackend[registry](newGitHubRegistry(u, getenv, log.With("registry", "github")))
+}
+
+func checkGitHubURL(u *url.URL, getenv func(string) string) error {
+	_, err := newGitHubRegistry(u, getenv, nil)
+	return err
+}
+
+// newGitHubStore reads assets of any repository on the same API host:
+// u is ghr://owner/repo/tag/<tag>/<asset>.
+func newGitHubStore(_ context.Context, u *url.URL, getenv func(string) string, log *slog.Logger) (artifactStore, error) {
+	base := &url.URL{Scheme: "ghr", Host: u.Host, Path: "/" + firstSegment(u.Path)}
+	return asBackend[artifactStore](newGitHubRegistry(base, getenv, log.With("store", "github")))
+}
+
+func firstSegment(p string) string {
+	for i := 1; i < len(p); i++ {
+		if p[i] == '/' {
+			return p[1:i]
+		}
+	}
+	if len(p) > 0 {
+		return p[1:]
+	}
+	return p
+}
+
 // newGitHubRegistry builds a registry for u (ghr://owner/repo). Shared query
 // options (pre-release, artifact, track) are removed by the caller; the only
 // one left for GitHub is report=true|false. getenv supplies GITHUB_TOKEN (or

@@ -56,9 +56,18 @@ const grpcCallTimeout = 30 * time.Second
 // grpcTokenEnv holds the bearer token sent with every call.
 const grpcTokenEnv = "DEWY_GRPC_TOKEN"
 
-// newGRPCRegistry is grpc://'s constructor for the registry switch.
-func newGRPCRegistry(ctx context.Context, u *url.URL, artifactName string, getenv func(string) string, log *slog.Logger) (registry, error) {
-	return asBackend[registry](openGRPC(ctx, u, artifactName, getenv, log))
+// newGRPCRegistry and checkGRPCURL are grpc://'s row in the registry
+// scheme table.
+func newGRPCRegistry(ctx context.Context, u *url.URL, sel selectOptions, getenv func(string) string, log *slog.Logger) (registry, error) {
+	return asBackend[registry](openGRPC(ctx, u, sel.Artifact, getenv, log.With("registry", "grpc")))
+}
+
+func checkGRPCURL(u *url.URL, getenv func(string) string) error {
+	if _, err := parseGRPCURL(u); err != nil {
+		return err
+	}
+	_, err := grpcToken(u, getenv)
+	return err
 }
 
 // openGRPC reads grpc://host:port[?no-tls=true|?ca=/path/ca.pem].
@@ -67,39 +76,12 @@ func newGRPCRegistry(ctx context.Context, u *url.URL, artifactName string, geten
 // is made here: the first call dials, so a server that is down at start-up
 // is only a failed poll.
 func openGRPC(ctx context.Context, u *url.URL, artifactName string, getenv func(string) string, log *slog.Logger) (*grpcRegistry, error) {
+	r, err := parseGRPCURL(u)
+	if err != nil {
+		return nil, err
+	}
 	where := redactURL(u)
-	if u.User != nil {
-		return nil, fmt.Errorf("grpc registry %s: credentials do not belong in the URL; set %s", where, grpcTokenEnv)
-	}
-	if u.Opaque != "" || (u.Path != "" && u.Path != "/") {
-		return nil, fmt.Errorf("grpc registry %s: want grpc://host:port with no path", where)
-	}
-	if _, port, err := net.SplitHostPort(u.Host); err != nil || port == "" {
-		return nil, fmt.Errorf("grpc registry %s: want grpc://host:port", where)
-	}
-	r := &grpcRegistry{addr: u.Host, artifactName: artifactName, timeout: grpcCallTimeout, log: log}
-
-	for key, vals := range u.Query() {
-		switch key {
-		case "no-tls":
-			b, err := strconv.ParseBool(vals[0])
-			if err != nil {
-				return nil, fmt.Errorf("grpc registry %s: no-tls=%q: want true or false", where, vals[0])
-			}
-			r.noTLS = b
-		case "ca":
-			if vals[0] == "" {
-				return nil, fmt.Errorf("grpc registry %s: ca: want the path of a PEM file", where)
-			}
-			r.caFile = vals[0]
-		default:
-			return nil, fmt.Errorf("grpc registry %s: unknown option %q (want no-tls or ca)", where, key)
-		}
-	}
-	if r.noTLS && r.caFile != "" {
-		return nil, fmt.Errorf("grpc registry %s: ca and no-tls=true contradict each other", where)
-	}
-
+	r.artifactName, r.log = artifactName, log
 	var transport credentials.TransportCredentials
 	if r.noTLS {
 		transport = insecure.NewCredentials()
@@ -126,23 +108,70 @@ func openGRPC(ctx context.Context, u *url.URL, artifactName string, getenv func(
 			MinConnectTimeout: 10 * time.Second,
 		}),
 	}
-	if tok := getenv(grpcTokenEnv); tok != "" {
-		// grpc would refuse such a header on every call; say so once, here.
-		if strings.ContainsFunc(tok, func(c rune) bool { return c <= ' ' || c > '~' }) {
-			return nil, fmt.Errorf("grpc registry %s: %s holds spaces or non-printable characters", where, grpcTokenEnv)
-		}
+	tok, err := grpcToken(u, getenv)
+	if err != nil {
+		return nil, err
+	}
+	if tok != "" {
 		r.token = tok
 		if r.noTLS {
 			log.Warn("sending the bearer token without TLS because of no-tls=true", "registry_addr", r.addr, "env", grpcTokenEnv)
 		}
 		opts = append(opts, grpc.WithPerRPCCredentials(bearerToken{token: tok, secure: !r.noTLS}))
 	}
-	conn, err := grpc.NewClient(u.Host, opts...)
+	conn, err := grpc.NewClient(r.addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("grpc registry %s: %w", where, err)
 	}
 	r.conn = conn
 	r.client = dewypb.NewRegistryServiceClient(conn)
+	return r, nil
+}
+
+// grpcToken reads the bearer token, if any.
+func grpcToken(u *url.URL, getenv func(string) string) (string, error) {
+	tok := getenv(grpcTokenEnv)
+	// grpc would refuse such a header on every call; say so once, here.
+	if strings.ContainsFunc(tok, func(c rune) bool { return c <= ' ' || c > '~' }) {
+		return "", fmt.Errorf("grpc registry %s: %s holds spaces or non-printable characters", redactURL(u), grpcTokenEnv)
+	}
+	return tok, nil
+}
+
+// parseGRPCURL is openGRPC short of reading the CA file and the token: the
+// URL's own checks.
+func parseGRPCURL(u *url.URL) (*grpcRegistry, error) {
+	where := redactURL(u)
+	if u.User != nil {
+		return nil, fmt.Errorf("grpc registry %s: credentials do not belong in the URL; set %s", where, grpcTokenEnv)
+	}
+	if u.Opaque != "" || (u.Path != "" && u.Path != "/") {
+		return nil, fmt.Errorf("grpc registry %s: want grpc://host:port with no path", where)
+	}
+	if _, port, err := net.SplitHostPort(u.Host); err != nil || port == "" {
+		return nil, fmt.Errorf("grpc registry %s: want grpc://host:port", where)
+	}
+	r := &grpcRegistry{addr: u.Host, timeout: grpcCallTimeout}
+	for key, vals := range u.Query() {
+		switch key {
+		case "no-tls":
+			b, err := strconv.ParseBool(vals[0])
+			if err != nil {
+				return nil, fmt.Errorf("grpc registry %s: no-tls=%q: want true or false", where, vals[0])
+			}
+			r.noTLS = b
+		case "ca":
+			if vals[0] == "" {
+				return nil, fmt.Errorf("grpc registry %s: ca: want the path of a PEM file", where)
+			}
+			r.caFile = vals[0]
+		default:
+			return nil, fmt.Errorf("grpc registry %s: unknown option %q (want no-tls or ca)", where, key)
+		}
+	}
+	if r.noTLS && r.caFile != "" {
+		return nil, fmt.Errorf("grpc registry %s: ca and no-tls=true contradict each other", where)
+	}
 	return r, nil
 }
 

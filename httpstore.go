@@ -28,6 +28,11 @@ var _ artifactStore = (*httpStore)(nil)
 // release hosts use one or two.
 const httpMaxRedirects = 10
 
+// newHTTPStoreFor is https://'s row in the artifact scheme table.
+func newHTTPStoreFor(_ context.Context, _ *url.URL, _ func(string) string, log *slog.Logger) (artifactStore, error) {
+	return newHTTPStore(log.With("store", "https")), nil
+}
+
 func newHTTPStore(log *slog.Logger) *httpStore {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext

@@ -45,6 +45,16 @@ type mailNotifier struct {
 	helo     string
 }
 
+// buildMailNotifier is smtp:// and mail://'s row in the notifier scheme
+// table.
+func buildMailNotifier(u *url.URL, _ string, getenv func(string) string) (notifier, bool, []string, error) {
+	m, quiet, err := newMailNotifier(u, getenv)
+	if err != nil {
+		return nil, false, nil, err
+	}
+	return m, quiet, m.secrets(), nil
+}
+
 // newMailNotifier reads the URL. Settings left off the URL come from
 // MAIL_USERNAME, MAIL_PASSWORD and MAIL_FROM, as upstream Dewy reads them.
 func newMailNotifier(u *url.URL, getenv func(string) string) (*mailNotifier, bool, error) {

@@ -114,37 +114,51 @@ func newNotifyQueue(urls []string, getenv func(string) string, log *slog.Logger)
 	return q, nil
 }
 
-// newNotifier is the one place a notifier is chosen. It also returns
-// whether the URL asks for failures only, and the secrets the notifier
-// holds, so that they can be kept out of every message.
+// notifierScheme is one row of notifierSchemes.
+type notifierScheme struct {
+	scheme string
+	usage  string
+	// build makes the notifier for u (raw as given). It also returns
+	// whether the URL asks for failures only, and the secrets the
+	// notifier holds, so that they can be kept out of every message.
+	// Building one opens no connection, so building is the check.
+	build func(u *url.URL, raw string, getenv func(string) string) (n notifier, quiet bool, secrets []string, err error)
+}
+
+func (r notifierScheme) names() (string, string) { return r.scheme, r.usage }
+
+var notifierSchemes = []notifierScheme{
+	{scheme: "slack", usage: "slack://channel", build: buildSlackNotifier},
+	{scheme: "smtp", usage: "smtp://host:port/recipient", build: buildMailNotifier},
+	{scheme: "https", usage: "https://…", build: buildWebhookNotifier},
+	{scheme: "webhook+http", usage: "webhook+http://…", build: buildWebhookNotifier},
+	{scheme: "mail", build: buildMailNotifier}, // upstream Dewy's name
+	{scheme: "webhook+https", build: buildWebhookNotifier},
+	{scheme: "http", build: refusePlainHTTP},
+}
+
+// newNotifier is the one place a notifier is chosen.
 func newNotifier(raw string, getenv func(string) string) (notifier, bool, []string, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme == "" || u.Host == "" && u.Fragment == "" {
-		return nil, false, nil, errors.New("not a URL (want slack://channel, smtp://host:port/recipient, https://… or webhook+http://…)")
+		return nil, false, nil, fmt.Errorf("not a URL (want %s)", orList(schemeForms(notifierSchemes)))
 	}
-	switch u.Scheme {
-	case "slack":
-		s, quiet, err := newSlackNotifier(u, getenv)
-		if err != nil {
-			return nil, false, nil, err
-		}
-		return s, quiet, []string{s.token}, nil
-	case "https", "webhook+https", "webhook+http":
-		w, err := newWebhookNotifier(u)
-		if err != nil {
-			return nil, false, nil, err
-		}
-		return w, false, webhookSecrets(raw, w.url), nil
-	case "smtp", "mail":
-		m, quiet, err := newMailNotifier(u, getenv)
-		if err != nil {
-			return nil, false, nil, err
-		}
-		return m, quiet, m.secrets(), nil
-	case "http":
-		return nil, false, nil, errors.New("plain http sends events unencrypted; write webhook+http:// to mean it")
+	row, err := lookupScheme(notifierSchemes, u.Scheme)
+	if err != nil {
+		return nil, false, nil, err
 	}
-	return nil, false, nil, fmt.Errorf("unknown scheme %q (want slack, smtp, https or webhook+http)", u.Scheme)
+	return row.build(u, raw, getenv)
+}
+
+// checkNotifier refuses a --notifier URL that newNotifyQueue would refuse.
+// Its errors do not repeat the URL.
+func checkNotifier(raw string, getenv func(string) string) error {
+	_, _, _, err := newNotifier(raw, getenv)
+	return err
+}
+
+func refusePlainHTTP(*url.URL, string, func(string) string) (notifier, bool, []string, error) {
+	return nil, false, nil, errors.New("plain http sends events unencrypted; write webhook+http:// to mean it")
 }
 
 // notify queues e for every notifier and returns at once. When a queue is

@@ -52,50 +52,28 @@ var (
 // backoff governs anything longer.
 const s3MaxAttempts = 2
 
-// newS3Registry and newS3Store are s3://'s constructors for the registry
-// and artifact store switches; one s3Registry serves as either.
-func newS3Registry(ctx context.Context, u *url.URL, getenv func(string) string, log *slog.Logger) (registry, error) {
-	return asBackend[registry](openS3(ctx, u, getenv, log))
+// newS3Registry, newS3Store and checkS3URL are s3://'s rows in the scheme
+// tables; one s3Registry serves as either.
+func newS3Registry(ctx context.Context, u *url.URL, _ selectOptions, getenv func(string) string, log *slog.Logger) (registry, error) {
+	return asBackend[registry](openS3(ctx, u, getenv, log.With("registry", "s3")))
 }
 
 func newS3Store(ctx context.Context, u *url.URL, getenv func(string) string, log *slog.Logger) (artifactStore, error) {
-	return asBackend[artifactStore](openS3(ctx, u, getenv, log))
+	return asBackend[artifactStore](openS3(ctx, u, getenv, log.With("store", "s3")))
+}
+
+func checkS3URL(u *url.URL, getenv func(string) string) error {
+	_, _, err := parseS3(u, getenv)
+	return err
 }
 
 // openS3 builds a registry from s3://<region>/<bucket>/<prefix>.
-// Credentials come from the SDK's default chain. A custom endpoint for
-// S3-compatible stores comes from the endpoint= option, else from
-// AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL; with one, requests use path-style
-// addressing, which such stores expect.
+// Credentials come from the SDK's default chain.
 func openS3(ctx context.Context, u *url.URL, getenv func(string) string, log *slog.Logger) (*s3Registry, error) {
-	region, bucket, prefix, err := parseS3URL(u)
+	r, endpoint, err := parseS3(u, getenv)
 	if err != nil {
 		return nil, err
 	}
-	q := u.Query()
-	endpoint := q.Get("endpoint")
-	q.Del("endpoint")
-	if len(q) > 0 {
-		return nil, fmt.Errorf("s3 url %s: unknown option %q", redactURL(u), firstOption(q))
-	}
-	if _, ok := u.Query()["endpoint"]; ok {
-		if err := checkEndpoint(endpoint); err != nil {
-			return nil, fmt.Errorf("s3 url %s: %w", redactURL(u), err)
-		}
-	}
-	urlEndpoint := endpoint
-	if endpoint == "" {
-		endpoint = getenv("AWS_ENDPOINT_URL_S3")
-		if endpoint == "" {
-			endpoint = getenv("AWS_ENDPOINT_URL")
-		}
-		if endpoint != "" {
-			if err := checkEndpoint(endpoint); err != nil {
-				return nil, fmt.Errorf("s3 endpoint from environment: %w", err)
-			}
-		}
-	}
-
 	// No overall client timeout: an artifact body may take long to arrive.
 	// Each phase before the body is bounded instead.
 	hc := awshttp.NewBuildableClient().
@@ -104,9 +82,9 @@ func openS3(ctx context.Context, u *url.URL, getenv func(string) string, log *sl
 			t.TLSHandshakeTimeout = 10 * time.Second
 			t.ResponseHeaderTimeout = 30 * time.Second
 		})
-	log = log.With("bucket", bucket, "prefix", prefix)
+	log = log.With("bucket", r.bucket, "prefix", r.prefix)
 	opts := []func(*awsconfig.LoadOptions) error{
-		awsconfig.WithRegion(region),
+		awsconfig.WithRegion(r.region),
 		// The SDK writes notes such as "response has no supported checksum"
 		// to stderr by default; they belong in the debug log.
 		awsconfig.WithLogger(logging.LoggerFunc(func(_ logging.Classification, format string, v ...any) {
@@ -125,7 +103,7 @@ func openS3(ctx context.Context, u *url.URL, getenv func(string) string, log *sl
 	cfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		// The SDK's configuration errors name files and profiles, not secrets.
-		return nil, fmt.Errorf("s3 config for %s: %w", bucket, err)
+		return nil, fmt.Errorf("s3 config for %s: %w", r.bucket, err)
 	}
 	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
 		if endpoint != "" {
@@ -133,14 +111,44 @@ func openS3(ctx context.Context, u *url.URL, getenv func(string) string, log *sl
 			o.UsePathStyle = true
 		}
 	})
-	return &s3Registry{
-		client:      client,
-		region:      region,
-		bucket:      bucket,
-		prefix:      prefix,
-		urlEndpoint: urlEndpoint,
-		log:         log,
-	}, nil
+	r.client, r.log = client, log
+	return r, nil
+}
+
+// parseS3 is openS3 short of the client: the registry's place, and the
+// endpoint to send requests to. A custom endpoint for S3-compatible stores
+// comes from the endpoint= option, else from AWS_ENDPOINT_URL_S3 or
+// AWS_ENDPOINT_URL; with one, requests use path-style addressing, which
+// such stores expect.
+func parseS3(u *url.URL, getenv func(string) string) (r *s3Registry, endpoint string, err error) {
+	region, bucket, prefix, err := parseS3URL(u)
+	if err != nil {
+		return nil, "", err
+	}
+	q := u.Query()
+	endpoint = q.Get("endpoint")
+	q.Del("endpoint")
+	if len(q) > 0 {
+		return nil, "", fmt.Errorf("s3 url %s: unknown option %q", redactURL(u), firstOption(q))
+	}
+	if _, ok := u.Query()["endpoint"]; ok {
+		if err := checkEndpoint(endpoint); err != nil {
+			return nil, "", fmt.Errorf("s3 url %s: %w", redactURL(u), err)
+		}
+	}
+	r = &s3Registry{region: region, bucket: bucket, prefix: prefix, urlEndpoint: endpoint}
+	if endpoint == "" {
+		endpoint = getenv("AWS_ENDPOINT_URL_S3")
+		if endpoint == "" {
+			endpoint = getenv("AWS_ENDPOINT_URL")
+		}
+		if endpoint != "" {
+			if err := checkEndpoint(endpoint); err != nil {
+				return nil, "", fmt.Errorf("s3 endpoint from environment: %w", err)
+			}
+		}
+	}
+	return r, endpoint, nil
 }
 
 // parseS3URL splits s3://<region>/<bucket>/<prefix>, the form upstream Dewy

@@ -25,6 +25,15 @@ type slackNotifier struct {
 
 var slackChannelID = regexp.MustCompile(`^[CGD][A-Z0-9]{6,}$`)
 
+// buildSlackNotifier is slack://'s row in the notifier scheme table.
+func buildSlackNotifier(u *url.URL, _ string, getenv func(string) string) (notifier, bool, []string, error) {
+	s, quiet, err := newSlackNotifier(u, getenv)
+	if err != nil {
+		return nil, false, nil, err
+	}
+	return s, quiet, []string{s.token}, nil
+}
+
 // newSlackNotifier reads slack://channel?title=app&quiet=true; slack://#channel works too.
 func newSlackNotifier(u *url.URL, getenv func(string) string) (*slackNotifier, bool, error) {
 	ch := slackChannelOf(u)

@@ -1,6 +1,59 @@
 package main
 
-const usageText = `dewy keeps a host on the newest release of an application.
+import (
+	"strings"
+	"unicode/utf8"
+)
+
+// usageText is `dewy help`; the URL forms come from the scheme tables.
+var usageText = fillUsage(usageTemplate, map[string][]string{
+	"{registries}": schemeForms(registrySchemes),
+	"{caches}":     schemeForms(cacheSchemes),
+	"{notifiers}":  schemeForms(notifierSchemes),
+})
+
+// usageWidth is where fillUsage wraps a list: about as wide as the
+// longest lines written by hand.
+const usageWidth = 104
+
+// fillUsage replaces each placeholder, the last thing on its line, with its
+// list, comma-separated and wrapped under the placeholder's column.
+func fillUsage(tmpl string, lists map[string][]string) string {
+	lines := strings.Split(tmpl, "\n")
+	for i, line := range lines {
+		for name, items := range lists {
+			lead, ok := strings.CutSuffix(line, name)
+			if !ok {
+				continue
+			}
+			var b strings.Builder
+			b.WriteString(lead)
+			indent := utf8.RuneCountInString(lead)
+			col := indent
+			for j, item := range items {
+				if j < len(items)-1 {
+					item += ","
+				}
+				n := utf8.RuneCountInString(item)
+				switch {
+				case j == 0:
+				case col+1+n > usageWidth:
+					b.WriteString("\n" + strings.Repeat(" ", indent))
+					col = indent
+				default:
+					b.WriteString(" ")
+					col++
+				}
+				b.WriteString(item)
+				col += n
+			}
+			lines[i] = b.String()
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+const usageTemplate = `dewy keeps a host on the newest release of an application.
 
 Usage:
   dewy server [flags] -- COMMAND [ARGS...]   run COMMAND and keep it on the newest release
@@ -18,16 +71,16 @@ Usage:
 
 Flags for both commands (flags override DEWY_* variables, which override the file):
   --registry URL            where releases come from (required):
-                              file:///abs/dir, ghr://owner/repo, s3://region/bucket/prefix,
-                              gs://bucket/prefix, grpc://host:port
+                              {registries}
                             options on every registry: pre-release=true, artifact=NAME, track=v1 | v1.4
                             file:// also takes settle=2s: how long a release must be still
   -s, --slot NAME           deployment slot: only tags whose build metadata is NAME (v1.2.3+NAME)
   --calver FORMAT           tags are calendar versions, e.g. YYYY.0M.0D.MICRO (YYYY YY 0Y MM 0M
                               WW 0W DD 0D MICRO, dot-separated); other tags are ignored
-  --cache URL               where dewy keeps state and artifacts (default file://ROOT/.dewy/cache)
-  --notifier URL            where deploy events go (repeatable): slack://channel,
-                              smtp://host:port/to@example.com?from=..., https://..., webhook+http://...
+  --cache URL               where dewy keeps state and artifacts (default file://ROOT/.dewy/cache):
+                              {caches}
+  --notifier URL            where deploy events go (repeatable):
+                              {notifiers}
   --root DIR                holds releases/ and current (default: the current directory)
   -i, --interval D          poll interval: 30s, 5m or plain seconds (default 30s; up to 10% jitter)
   --keep N                  releases kept on disk (default 5; current and previous always kept)

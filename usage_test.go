@@ -9,8 +9,8 @@ import (
 )
 
 // The settings table in config.go is the one source of truth for options;
-// `dewy help` (usageText) and dewy.toml.example are written by hand, so
-// these tests hold them to it in both directions.
+// `dewy help` (usageText, but for its URL lists) and dewy.toml.example are
+// written by hand, so these tests hold them to it in both directions.
 
 var usageFlag = regexp.MustCompile(`(?:^|[\s\[(])(--?[a-z][a-z0-9-]*)`)
 
@@ -147,6 +147,74 @@ func TestConfigExampleDocumentsEverySetting(t *testing.T) {
 	for key := range known {
 		if !seen[key] {
 			t.Errorf("dewy.toml.example does not document %q", key)
+		}
+	}
+}
+
+// The scheme tables are the one source of truth for URL forms too: each
+// README table of URLs lists exactly the documented rows of its plug point.
+func TestReadmeListsEveryScheme(t *testing.T) {
+	data, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(data)
+	checkReadmeForms(t, "## Registries", readmeURLColumn(t, readme, "## Registries"), registrySchemes)
+	checkReadmeForms(t, "## Cache and fleets", readmeURLColumn(t, readme, "## Cache and fleets"), cacheSchemes)
+	notes := "## Notifications, audit log and hooks"
+	checkReadmeForms(t, notes, readmeURLColumn(t, readme, notes), notifierSchemes)
+
+	// What a gRPC server's artifact_url may be is one sentence.
+	_, rest, ok := strings.Cut(readme, "`artifact_url` may be ")
+	sentence, _, ok2 := strings.Cut(rest, ";")
+	if !ok || !ok2 {
+		t.Fatal("README: no sentence saying what `artifact_url` may be")
+	}
+	var forms []string
+	for _, m := range regexp.MustCompile("`([^`]+)`").FindAllStringSubmatch(sentence, -1) {
+		forms = append(forms, m[1])
+	}
+	checkReadmeForms(t, "the artifact_url sentence", forms, artifactSchemes)
+}
+
+// readmeURLColumn is the first column, without backquotes, of the first
+// "| URL |" table under heading.
+func readmeURLColumn(t *testing.T, readme, heading string) []string {
+	t.Helper()
+	_, section, ok := strings.Cut(readme, "\n"+heading+"\n")
+	_, table, ok2 := strings.Cut(section, "\n| URL |")
+	if !ok || !ok2 {
+		t.Fatalf("README: no | URL | table under %q", heading)
+	}
+	var cells []string
+	for i, line := range strings.Split(table, "\n") {
+		if i < 2 {
+			continue // the rest of the header line, and |---|
+		}
+		if !strings.HasPrefix(line, "| `") {
+			break
+		}
+		cell, _, _ := strings.Cut(strings.TrimPrefix(line, "| `"), "` |")
+		cells = append(cells, cell)
+	}
+	return cells
+}
+
+func checkReadmeForms[R schemeRow](t *testing.T, where string, listed []string, rows []R) {
+	t.Helper()
+	want := schemeForms(rows)
+	for _, form := range want {
+		if !slices.Contains(listed, form) {
+			t.Errorf("README %s does not list %s", where, form)
+		}
+	}
+	for _, form := range listed {
+		scheme, _, _ := strings.Cut(form, "://")
+		switch _, err := lookupScheme(rows, scheme); {
+		case err != nil:
+			t.Errorf("README %s lists %s, but no row has scheme %q", where, form, scheme)
+		case !slices.Contains(want, form):
+			t.Errorf("README %s lists %s; the %s row's form is one of %q", where, form, scheme, want)
 		}
 	}
 }

@@ -20,6 +20,16 @@ type webhookNotifier struct {
 	name string // redacted, for errors
 }
 
+// buildWebhookNotifier is https://, webhook+https:// and webhook+http://'s
+// row in the notifier scheme table.
+func buildWebhookNotifier(u *url.URL, raw string, _ func(string) string) (notifier, bool, []string, error) {
+	w, err := newWebhookNotifier(u)
+	if err != nil {
+		return nil, false, nil, err
+	}
+	return w, false, webhookSecrets(raw, w.url), nil
+}
+
 func newWebhookNotifier(u *url.URL) (*webhookNotifier, error) {
 	c := *u
 	c.Scheme = strings.TrimPrefix(u.Scheme, "webhook+")
