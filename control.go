@@ -538,22 +538,6 @@ func (c *controlState) init() {
 	c.ctlPoke = make(chan struct{}, 1)
 }
 
-// everyTick calls f every interval until f returns false or ctx ends.
-func everyTick(ctx context.Context, interval time.Duration, f func() bool) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if !f() {
-			return
-		}
-	}
-}
-
 // restarter is an activator that can start the live release afresh.
 type restarter interface {
 	restart(ctx context.Context) error
