@@ -242,3 +242,39 @@ func testBucketOpenRange(t *testing.T, f bucketFixture) {
 		t.Errorf("open beyond the end: err = nil, want an error")
 	}
 }
+
+// bucketURLCase is one URL form a bucket registry takes or refuses.
+type bucketURLCase struct {
+	in      string
+	wantErr string // "" for a good URL
+	bucket  string
+	prefix  string
+	asset   string // the URL of "<prefix>x.tar.gz"
+}
+
+// checkBucketURLForms builds a registry from each case's URL with open,
+// named name in messages, and checks what it made of it. A refusal must
+// not repeat the secret "topsecret".
+func checkBucketURLForms(t *testing.T, name string, cases []bucketURLCase, open func(*url.URL) (bucket, prefix, asset string, err error)) {
+	t.Helper()
+	for _, tc := range cases {
+		u, err := url.Parse(tc.in)
+		if err != nil {
+			t.Fatalf("parse %q: %v", tc.in, err)
+		}
+		bucket, prefix, asset, err := open(u)
+		switch {
+		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+			t.Errorf("%s(%q) err = %v, want one containing %q", name, tc.in, err, tc.wantErr)
+		case tc.wantErr != "" && strings.Contains(err.Error(), "topsecret"):
+			t.Errorf("%s(%q) err = %q repeats the secret", name, tc.in, err)
+		case tc.wantErr != "":
+		case err != nil:
+			t.Errorf("%s(%q): %v", name, tc.in, err)
+		case bucket != tc.bucket || prefix != tc.prefix:
+			t.Errorf("%s(%q) bucket, prefix = %q, %q; want %q, %q", name, tc.in, bucket, prefix, tc.bucket, tc.prefix)
+		case asset != tc.asset:
+			t.Errorf("%s(%q) asset URL = %q, want %q", name, tc.in, asset, tc.asset)
+		}
+	}
+}

@@ -95,14 +95,21 @@ func TestE2EServerRollbackUnderLoad(t *testing.T) {
 		t.Fatalf("after-deploy hook log:\n%s", hookLog)
 	}
 
+	stopAndCheckHistory(t, cmd, &out, root, "rolled_back", "v2.0.0", "deployed", "v2.1.0", "stopped")
+}
+
+// stopAndCheckHistory stops dewy with SIGTERM, which it must exit 0 on,
+// and checks that `dewy history` then names each of want.
+func stopAndCheckHistory(t *testing.T, cmd *exec.Cmd, out *syncBuffer, root string, want ...string) {
+	t.Helper()
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("dewy exit after SIGTERM: %v\n%s", err, out.String())
 	}
 	hist := runDewy(t, nil, "history", "--root", root)
-	for _, want := range []string{"rolled_back", "v2.0.0", "deployed", "v2.1.0", "stopped"} {
-		if !strings.Contains(hist.out, want) {
-			t.Errorf("dewy history lacks %q:\n%s", want, hist.out)
+	for _, w := range want {
+		if !strings.Contains(hist.out, w) {
+			t.Errorf("dewy history lacks %q:\n%s", w, hist.out)
 		}
 	}
 }
@@ -174,16 +181,7 @@ func TestE2EServerFirstDeployFailsThenRecovers(t *testing.T) {
 	if body, _ := get(t, "http://"+addr+"/"); !strings.Contains(body, "v2") {
 		t.Fatalf("v1.1.0 live but answers %q", body)
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("dewy exit after SIGTERM: %v", err)
-	}
-	hist := runDewy(t, nil, "history", "--root", root)
-	for _, want := range []string{"down", "up"} {
-		if !strings.Contains(hist.out, want) {
-			t.Errorf("dewy history lacks %q:\n%s", want, hist.out)
-		}
-	}
+	stopAndCheckHistory(t, cmd, out, root, "down", "up")
 }
 
 // SIGTERM while a new release is gated stops dewy without holding it

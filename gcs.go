@@ -44,13 +44,7 @@ const gcsMaxAttempts = 2
 
 // newGCSRegistry, newGCSStore and checkGCSURL are gs://'s rows in the
 // scheme tables; one gcsRegistry serves as either.
-func newGCSRegistry(ctx context.Context, u *url.URL, _ selectOptions, getenv func(string) string, log *slog.Logger) (registry, error) {
-	return asBackend[registry](openGCS(ctx, u, getenv, log.With("registry", "gcs")))
-}
-
-func newGCSStore(ctx context.Context, u *url.URL, getenv func(string) string, log *slog.Logger) (artifactStore, error) {
-	return asBackend[artifactStore](openGCS(ctx, u, getenv, log.With("store", "gcs")))
-}
+var newGCSRegistry, newGCSStore = bucketBackend("gcs", openGCS)
 
 func checkGCSURL(u *url.URL, _ func(string) string) error {
 	_, _, err := parseGCSRegistryURL(u)

@@ -203,13 +203,7 @@ func TestGCSURLForms(t *testing.T) {
 		}
 		return ""
 	}
-	for _, tc := range []struct {
-		in      string
-		wantErr string // "" for a good URL
-		bucket  string
-		prefix  string
-		asset   string // objectURL("<prefix>x.tar.gz")
-	}{
+	cases := []bucketURLCase{
 		{in: "gs://my-bucket/app", bucket: "my-bucket", prefix: "app/", asset: "gs://my-bucket/app/x.tar.gz"},
 		{in: "gs://my-bucket", bucket: "my-bucket", prefix: "", asset: "gs://my-bucket/x.tar.gz"},
 		{in: "gs://my-bucket/a/b/", bucket: "my-bucket", prefix: "a/b/", asset: "gs://my-bucket/a/b/x.tar.gz"},
@@ -218,29 +212,12 @@ func TestGCSURLForms(t *testing.T) {
 		{in: "gs://my-bucket:443/app", wantErr: "has a port"},
 		{in: "gs://my-bucket/app?endpoint=http%3A%2F%2Fx", wantErr: `unknown option "endpoint"`},
 		{in: "gs://user:topsecret@my-bucket/app", wantErr: "credentials in the URL are not accepted"},
-	} {
-		u, err := url.Parse(tc.in)
-		if err != nil {
-			t.Fatalf("parse %q: %v", tc.in, err)
-		}
-		r, err := openGCS(context.Background(), u, getenv, discardLogger())
-		if tc.wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("openGCS(%q) err = %v, want one containing %q", tc.in, err, tc.wantErr)
-			} else if strings.Contains(err.Error(), "topsecret") {
-				t.Errorf("openGCS(%q) err = %q repeats the secret", tc.in, err)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("openGCS(%q): %v", tc.in, err)
-			continue
-		}
-		if r.bucket != tc.bucket || r.prefix != tc.prefix {
-			t.Errorf("openGCS(%q) bucket, prefix = %q, %q; want %q, %q", tc.in, r.bucket, r.prefix, tc.bucket, tc.prefix)
-		}
-		if got := r.objectURL(r.prefix + "x.tar.gz"); got != tc.asset {
-			t.Errorf("openGCS(%q) asset URL = %q, want %q", tc.in, got, tc.asset)
-		}
 	}
+	checkBucketURLForms(t, "openGCS", cases, func(u *url.URL) (string, string, string, error) {
+		r, err := openGCS(context.Background(), u, getenv, discardLogger())
+		if err != nil {
+			return "", "", "", err
+		}
+		return r.bucket, r.prefix, r.objectURL(r.prefix + "x.tar.gz"), nil
+	})
 }

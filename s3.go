@@ -54,13 +54,7 @@ const s3MaxAttempts = 2
 
 // newS3Registry, newS3Store and checkS3URL are s3://'s rows in the scheme
 // tables; one s3Registry serves as either.
-func newS3Registry(ctx context.Context, u *url.URL, _ selectOptions, getenv func(string) string, log *slog.Logger) (registry, error) {
-	return asBackend[registry](openS3(ctx, u, getenv, log.With("registry", "s3")))
-}
-
-func newS3Store(ctx context.Context, u *url.URL, getenv func(string) string, log *slog.Logger) (artifactStore, error) {
-	return asBackend[artifactStore](openS3(ctx, u, getenv, log.With("store", "s3")))
-}
+var newS3Registry, newS3Store = bucketBackend("s3", openS3)
 
 func checkS3URL(u *url.URL, getenv func(string) string) error {
 	_, _, err := parseS3(u, getenv)

@@ -2,12 +2,7 @@
 
 package main
 
-import (
-	"context"
-	"errors"
-	"log/slog"
-	"net/url"
-)
+import "errors"
 
 // Built with -tags nos3: the AWS SDK is not linked. s3:// keeps its rows in
 // the scheme tables, so an s3:// registry is refused with errNoS3 when the
@@ -15,12 +10,4 @@ import (
 // that artifact is fetched.
 var errNoS3 = errors.New("s3:// support left out of this build (built with -tags nos3)")
 
-func newS3Registry(context.Context, *url.URL, selectOptions, func(string) string, *slog.Logger) (registry, error) {
-	return nil, errNoS3
-}
-
-func newS3Store(context.Context, *url.URL, func(string) string, *slog.Logger) (artifactStore, error) {
-	return nil, errNoS3
-}
-
-func checkS3URL(*url.URL, func(string) string) error { return errNoS3 }
+var newS3Registry, newS3Store, checkS3URL = leftOut(errNoS3)

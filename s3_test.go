@@ -253,13 +253,7 @@ func TestS3EndpointFromEnvironment(t *testing.T) {
 // TestS3URLForms needs no server: building a registry does no I/O.
 func TestS3URLForms(t *testing.T) {
 	getenv := func(string) string { return "" }
-	for _, tc := range []struct {
-		in      string
-		wantErr string // "" for a good URL
-		bucket  string
-		prefix  string
-		asset   string // objectURL("<prefix>x.tar.gz")
-	}{
+	cases := []bucketURLCase{
 		{in: "s3://eu-west-1/my-bucket/app", bucket: "my-bucket", prefix: "app/", asset: "s3://eu-west-1/my-bucket/app/x.tar.gz"},
 		{in: "s3://eu-west-1/my-bucket", bucket: "my-bucket", prefix: "", asset: "s3://eu-west-1/my-bucket/x.tar.gz"},
 		{in: "s3://eu-west-1/my-bucket/", bucket: "my-bucket", prefix: "", asset: "s3://eu-west-1/my-bucket/x.tar.gz"},
@@ -275,31 +269,14 @@ func TestS3URLForms(t *testing.T) {
 		{in: "s3://eu-west-1/b/app?endpoint=", wantErr: "scheme must be http or https"},
 		{in: "s3://eu-west-1/b/app?endpoint=http%3A%2F%2Fuser%3Atopsecret%40host", wantErr: "credentials and query are not accepted"},
 		{in: "s3://AKIAID:topsecret@eu-west-1/b/app", wantErr: "credentials in the URL are not accepted"},
-	} {
-		u, err := url.Parse(tc.in)
-		if err != nil {
-			t.Fatalf("parse %q: %v", tc.in, err)
-		}
-		r, err := openS3(context.Background(), u, getenv, discardLogger())
-		if tc.wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("openS3(%q) err = %v, want one containing %q", tc.in, err, tc.wantErr)
-			} else if strings.Contains(err.Error(), "topsecret") {
-				t.Errorf("openS3(%q) err = %q repeats the secret", tc.in, err)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("openS3(%q): %v", tc.in, err)
-			continue
-		}
-		if r.bucket != tc.bucket || r.prefix != tc.prefix {
-			t.Errorf("openS3(%q) bucket, prefix = %q, %q; want %q, %q", tc.in, r.bucket, r.prefix, tc.bucket, tc.prefix)
-		}
-		if got := r.objectURL(r.prefix + "x.tar.gz"); got != tc.asset {
-			t.Errorf("openS3(%q) asset URL = %q, want %q", tc.in, got, tc.asset)
-		}
 	}
+	checkBucketURLForms(t, "openS3", cases, func(u *url.URL) (string, string, string, error) {
+		r, err := openS3(context.Background(), u, getenv, discardLogger())
+		if err != nil {
+			return "", "", "", err
+		}
+		return r.bucket, r.prefix, r.objectURL(r.prefix + "x.tar.gz"), nil
+	})
 }
 
 // TestS3OpenRejectsForeignEndpoint: requests carry our signature, so an

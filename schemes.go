@@ -66,11 +66,43 @@ type registryScheme struct {
 	usage  string
 	// build makes the registry. The shared options (pre-release, artifact,
 	// track) are already off u and in sel.
-	build func(ctx context.Context, u *url.URL, sel selectOptions, getenv func(string) string, log *slog.Logger) (registry, error)
+	build registryBuilder
 	// check refuses what build would refuse about u and getenv, without
 	// network or disk I/O, so that a bad URL stops dewy before it
 	// touches the disk.
-	check func(u *url.URL, getenv func(string) string) error
+	check urlCheck
+}
+
+type (
+	registryBuilder = func(ctx context.Context, u *url.URL, sel selectOptions, getenv func(string) string, log *slog.Logger) (registry, error)
+	storeBuilder    = func(ctx context.Context, u *url.URL, getenv func(string) string, log *slog.Logger) (artifactStore, error)
+	urlCheck        = func(u *url.URL, getenv func(string) string) error
+)
+
+// bucketBackend makes the registry and store rows' constructors of a
+// backend whose one value serves as either, from its open function.
+func bucketBackend[T interface {
+	registry
+	artifactStore
+}](name string, open func(context.Context, *url.URL, func(string) string, *slog.Logger) (T, error)) (registryBuilder, storeBuilder) {
+	return func(ctx context.Context, u *url.URL, _ selectOptions, getenv func(string) string, log *slog.Logger) (registry, error) {
+			return asBackend[registry](open(ctx, u, getenv, log.With("registry", name)))
+		}, func(ctx context.Context, u *url.URL, getenv func(string) string, log *slog.Logger) (artifactStore, error) {
+			return asBackend[artifactStore](open(ctx, u, getenv, log.With("store", name)))
+		}
+}
+
+// leftOut is the row functions of a backend a build tag leaves out: each
+// refuses with err, so that its scheme stays in the tables and in `dewy
+// help`, and a URL naming it exits 2 when the configuration is checked.
+func leftOut(err error) (registryBuilder, storeBuilder, urlCheck) {
+	return func(context.Context, *url.URL, selectOptions, func(string) string, *slog.Logger) (registry, error) {
+			return nil, err
+		},
+		func(context.Context, *url.URL, func(string) string, *slog.Logger) (artifactStore, error) {
+			return nil, err
+		},
+		func(*url.URL, func(string) string) error { return err }
 }
 
 func (r registryScheme) names() (string, string) { return r.scheme, r.usage }
@@ -107,7 +139,7 @@ func checkRegistryURL(u *url.URL, getenv func(string) string) error {
 type artifactScheme struct {
 	scheme string
 	usage  string // as the README lists what a gRPC server's artifact_url may be
-	build  func(ctx context.Context, u *url.URL, getenv func(string) string, log *slog.Logger) (artifactStore, error)
+	build  storeBuilder
 }
 
 func (r artifactScheme) names() (string, string) { return r.scheme, r.usage }
