@@ -330,10 +330,7 @@ func (s *supervisor) run(ctx context.Context) error {
 		case ev := <-s.readyC:
 			l.ready(ev)
 		case c := <-s.drainC:
-			if !c.reaped {
-				s.log.Warn("child outlived the drain timeout; killing it", "gen", c.gen, "pid", c.pid, "timeout", s.cfg.DrainTimeout)
-				c.proc.kill()
-			}
+			l.drainExpired(c)
 		case <-l.restartC:
 			l.restartC = nil
 			l.restartCrashed()
@@ -349,14 +346,28 @@ func (s *supervisor) run(ctx context.Context) error {
 			l.downC = nil
 			l.goDown()
 		case <-s.killC:
-			l.halted = true
-			l.stopRestart()
-			for c := range l.children {
-				s.log.Warn("killing child", "gen", c.gen, "pid", c.pid)
-				c.proc.kill()
-			}
+			l.killAll()
 		}
 		l.checkDown()
+	}
+}
+
+// drainExpired kills c if it is still running when its DrainTimeout ends.
+func (l *loop) drainExpired(c *child) {
+	if !c.reaped {
+		l.s.log.Warn("child outlived the drain timeout; killing it", "gen", c.gen, "pid", c.pid, "timeout", l.s.cfg.DrainTimeout)
+		c.proc.kill()
+	}
+}
+
+// killAll answers kill. halted keeps crash restarts and queued requests
+// from starting a child after the SIGKILLs.
+func (l *loop) killAll() {
+	l.halted = true
+	l.stopRestart()
+	for c := range l.children {
+		l.s.log.Warn("killing child", "gen", c.gen, "pid", c.pid)
+		c.proc.kill()
 	}
 }
 
