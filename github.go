@@ -209,13 +209,7 @@ func (a githubAsset) sha256() string {
 // releases lists every published release, following pagination. Drafts are
 // skipped: they have no stable tag and are visible only to maintainers.
 func (g *githubRegistry) releases(ctx context.Context) ([]release, error) {
-	g.mu.Lock()
-	etag := g.etagLocked
-	if g.now().Sub(g.cachedAtLocked) > githubFullRefresh {
-		etag = ""
-	}
-	g.mu.Unlock()
-
+	etag := g.validator()
 	next := g.repoURL() + "/releases?per_page=100"
 	var (
 		all       []release
@@ -223,29 +217,13 @@ func (g *githubRegistry) releases(ctx context.Context) ([]release, error) {
 		firstETag string
 	)
 	for page := 1; next != ""; page++ {
-		req, err := g.newAPIRequest(ctx, next)
+		resp, err := g.getReleasesPage(ctx, next, page, etag)
 		if err != nil {
 			return nil, err
 		}
-		if page == 1 && etag != "" {
-			req.Header.Set("If-None-Match", etag)
-		}
-		resp, err := g.apiClient.Do(req)
-		if err != nil {
-			return nil, fmt.Errorf("github %s: list releases: %w", g.name(), err)
-		}
 		if page == 1 && resp.StatusCode == http.StatusNotModified {
 			resp.Body.Close()
-			// GitHub lists releases newest first, so a new release always
-			// lands on the first page and changes its ETag: an unchanged
-			// first page means nothing was published. GitHub does not count
-			// a 304 against the rate limit when the request is authorised.
-			// If another call refreshed the cache meanwhile, its list is at
-			// least as new as the one our validator described.
-			g.mu.Lock()
-			defer g.mu.Unlock()
-			g.log.Debug("releases not modified", "rate_remaining", resp.Header.Get("X-RateLimit-Remaining"))
-			return githubCopyReleases(g.cachedLocked), nil
+			return g.notModified(resp), nil
 		}
 		var rels []githubRelease
 		err = g.readJSON(resp, &rels, fmt.Sprintf("list releases page %d", page))
@@ -255,17 +233,8 @@ func (g *githubRegistry) releases(ctx context.Context) ([]release, error) {
 		if page == 1 {
 			firstETag = resp.Header.Get("ETag")
 		}
-		for _, r := range rels {
-			// A release published while we paginate shifts the pages by
-			// one, so the same release can arrive twice.
-			if r.Draft || seen[r.ID] {
-				continue
-			}
-			if r.TagName == "" {
-				return nil, fmt.Errorf("github %s: list releases page %d: release %d has no tag_name", g.name(), page, r.ID)
-			}
-			seen[r.ID] = true
-			all = append(all, g.toRelease(r))
+		if all, err = g.collectReleases(all, seen, rels, page); err != nil {
+			return nil, err
 		}
 		next, err = g.nextPage(resp)
 		if err != nil {
@@ -275,15 +244,79 @@ func (g *githubRegistry) releases(ctx context.Context) ([]release, error) {
 			return nil, fmt.Errorf("github %s: list releases: pagination does not end", g.name())
 		}
 	}
+	return g.cacheReleases(firstETag, all), nil
+}
+
+// validator is the ETag to send with the first page, or "" once the cache is
+// older than githubFullRefresh and the whole list must be read again.
+func (g *githubRegistry) validator() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.now().Sub(g.cachedAtLocked) > githubFullRefresh {
+		return ""
+	}
+	return g.etagLocked
+}
+
+// getReleasesPage asks for one page of the list. Only the first page carries
+// the validator: it alone says whether anything was published.
+func (g *githubRegistry) getReleasesPage(ctx context.Context, u string, page int, etag string) (*http.Response, error) {
+	req, err := g.newAPIRequest(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	if page == 1 && etag != "" {
+		req.Header.Set("If-None-Match", etag)
+	}
+	resp, err := g.apiClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("github %s: list releases: %w", g.name(), err)
+	}
+	return resp, nil
+}
+
+// notModified answers from the cache after a 304 on the first page.
+func (g *githubRegistry) notModified(resp *http.Response) []release {
+	// GitHub lists releases newest first, so a new release always
+	// lands on the first page and changes its ETag: an unchanged
+	// first page means nothing was published. GitHub does not count
+	// a 304 against the rate limit when the request is authorised.
+	// If another call refreshed the cache meanwhile, its list is at
+	// least as new as the one our validator described.
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.log.Debug("releases not modified", "rate_remaining", resp.Header.Get("X-RateLimit-Remaining"))
+	return githubCopyReleases(g.cachedLocked)
+}
+
+// collectReleases appends the published releases of one page to all.
+func (g *githubRegistry) collectReleases(all []release, seen map[int64]bool, rels []githubRelease, page int) ([]release, error) {
+	for _, r := range rels {
+		// A release published while we paginate shifts the pages by
+		// one, so the same release can arrive twice.
+		if r.Draft || seen[r.ID] {
+			continue
+		}
+		if r.TagName == "" {
+			return nil, fmt.Errorf("github %s: list releases page %d: release %d has no tag_name", g.name(), page, r.ID)
+		}
+		seen[r.ID] = true
+		all = append(all, g.toRelease(r))
+	}
+	return all, nil
+}
+
+// cacheReleases keeps a full listing with the first page's ETag, so that the
+// next poll can ask whether anything changed, and returns a copy of it.
+func (g *githubRegistry) cacheReleases(etag string, all []release) []release {
 	if all == nil {
 		all = []release{}
 	}
-
 	g.mu.Lock()
-	g.etagLocked, g.cachedLocked, g.cachedAtLocked = firstETag, all, g.now()
+	g.etagLocked, g.cachedLocked, g.cachedAtLocked = etag, all, g.now()
 	g.mu.Unlock()
 	g.log.Debug("releases listed", "count", len(all))
-	return githubCopyReleases(all), nil
+	return githubCopyReleases(all)
 }
 
 // githubCopyReleases returns a deep copy so callers cannot alter the cache.

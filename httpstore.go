@@ -95,23 +95,9 @@ func (s *httpStore) open(ctx context.Context, u *url.URL, offset int64) (io.Read
 	if offset < 0 {
 		return nil, 0, fmt.Errorf("get %s: negative offset %d", obj, offset)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	resp, err := s.get(ctx, u, obj, offset)
 	if err != nil {
-		return nil, 0, fmt.Errorf("get %s: invalid URL", obj)
-	}
-	req.Header.Set("User-Agent", "dewy")
-	if offset > 0 {
-		req.Header.Set("Range", "bytes="+strconv.FormatInt(offset, 10)+"-")
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		// *url.Error repeats the URL, query tokens included; keep only
-		// what went wrong.
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err
-		}
-		return nil, 0, fmt.Errorf("get %s: %w", obj, err)
+		return nil, 0, err
 	}
 	switch {
 	case resp.StatusCode == http.StatusOK && offset == 0:
@@ -128,6 +114,37 @@ func (s *httpStore) open(ctx context.Context, u *url.URL, offset int64) (io.Read
 		return resp.Body, total, nil
 	}
 	resp.Body.Close()
+	return httpNoContent(resp, obj, offset)
+}
+
+// get sends the GET, asking for the bytes from offset on when the caller
+// already holds the ones before.
+func (s *httpStore) get(ctx context.Context, u *url.URL, obj string, offset int64) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: invalid URL", obj)
+	}
+	req.Header.Set("User-Agent", "dewy")
+	if offset > 0 {
+		req.Header.Set("Range", "bytes="+strconv.FormatInt(offset, 10)+"-")
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		// *url.Error repeats the URL, query tokens included; keep only
+		// what went wrong.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return nil, fmt.Errorf("get %s: %w", obj, err)
+	}
+	return resp, nil
+}
+
+// httpNoContent answers a response whose body is not the object: either the
+// caller already holds every byte, or the status maps to an error callers
+// tell apart (errNotFound, errAccessDenied, retryAfterError).
+func httpNoContent(resp *http.Response, obj string, offset int64) (io.ReadCloser, int64, error) {
 	switch resp.StatusCode {
 	case http.StatusRequestedRangeNotSatisfiable:
 		// "bytes */TOTAL" with TOTAL == offset: the caller has every byte.

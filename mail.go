@@ -70,7 +70,33 @@ func newMailNotifier(u *url.URL, getenv func(string) string) (*mailNotifier, boo
 	if h, err := os.Hostname(); err == nil && h != "" && !strings.ContainsAny(h, " \r\n") {
 		m.helo = h
 	}
-	quiet, tlsParam, ca := false, "", ""
+	s, err := m.readQuery(q)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := m.readCredentials(u, getenv); err != nil {
+		return nil, false, err
+	}
+	if err := m.readTLS(u.Port(), s.tls, s.ca); err != nil {
+		return nil, false, err
+	}
+	if err := m.readAddresses(u); err != nil {
+		return nil, false, err
+	}
+	return m, s.quiet, nil
+}
+
+// mailQuery holds the query settings that are not fields of mailNotifier
+// itself: they only steer how the notifier is built.
+type mailQuery struct {
+	quiet   bool
+	tls, ca string
+}
+
+// readQuery takes the settings off the URL's query, refusing any it does
+// not know so that a misspelt key is not silently ignored.
+func (m *mailNotifier) readQuery(q url.Values) (mailQuery, error) {
+	var s mailQuery
 	for k, v := range q {
 		switch k {
 		case "username":
@@ -82,17 +108,24 @@ func newMailNotifier(u *url.URL, getenv func(string) string) (*mailNotifier, boo
 		case "subject":
 			m.subject = oneLine(v[0])
 		case "tls":
-			tlsParam = v[0]
+			s.tls = v[0]
 		case "ca":
-			ca = v[0]
+			s.ca = v[0]
 		case "quiet":
-			if quiet, err = strconv.ParseBool(v[0]); err != nil {
-				return nil, false, fmt.Errorf("quiet=%q: want true or false", v[0])
+			var err error
+			if s.quiet, err = strconv.ParseBool(v[0]); err != nil {
+				return s, fmt.Errorf("quiet=%q: want true or false", v[0])
 			}
 		default:
-			return nil, false, fmt.Errorf("unknown setting %q (want from, username, subject, tls, ca or quiet)", k)
+			return s, fmt.Errorf("unknown setting %q (want from, username, subject, tls, ca or quiet)", k)
 		}
 	}
+	return s, nil
+}
+
+// readCredentials lets userinfo on the URL win over the query, and the
+// environment fill in what both leave out, as upstream Dewy does.
+func (m *mailNotifier) readCredentials(u *url.URL, getenv func(string) string) error {
 	if u.User != nil {
 		m.username = u.User.Username()
 		if p, ok := u.User.Password(); ok {
@@ -103,10 +136,15 @@ func newMailNotifier(u *url.URL, getenv func(string) string) (*mailNotifier, boo
 	m.password = firstNonEmpty(m.password, getenv("MAIL_PASSWORD"))
 	m.from = firstNonEmpty(m.from, getenv("MAIL_FROM"), m.username)
 	if m.password != "" && m.username == "" {
-		return nil, false, errors.New("a password without a username (set username= or MAIL_USERNAME)")
+		return errors.New("a password without a username (set username= or MAIL_USERNAME)")
 	}
+	return nil
+}
 
-	port := u.Port()
+// readTLS picks the TLS mode and the port that goes with it, and loads the
+// CA file. It runs after readCredentials because it refuses to send a
+// password in clear to anything but a loopback host.
+func (m *mailNotifier) readTLS(port, tlsParam, ca string) error {
 	switch strings.ToLower(tlsParam) {
 	case "", "true", "1":
 		// upstream's default: STARTTLS on the submission port, and
@@ -122,7 +160,7 @@ func newMailNotifier(u *url.URL, getenv func(string) string) (*mailNotifier, boo
 	case "false", "0":
 		m.tlsMode = mailNoTLS
 	default:
-		return nil, false, fmt.Errorf("tls=%q: want true, false, starttls or implicit", tlsParam)
+		return fmt.Errorf("tls=%q: want true, false, starttls or implicit", tlsParam)
 	}
 	if port == "" {
 		port = "587"
@@ -130,47 +168,55 @@ func newMailNotifier(u *url.URL, getenv func(string) string) (*mailNotifier, boo
 			port = "465"
 		}
 	}
-	m.addr = net.JoinHostPort(host, port)
-	if m.tlsMode == mailNoTLS && m.password != "" && !isLoopbackHost(host) {
-		return nil, false, fmt.Errorf("tls=false would send the password in clear to %s; only a loopback host may be sent one without TLS", host)
+	m.addr = net.JoinHostPort(m.host, port)
+	if m.tlsMode == mailNoTLS && m.password != "" && !isLoopbackHost(m.host) {
+		return fmt.Errorf("tls=false would send the password in clear to %s; only a loopback host may be sent one without TLS", m.host)
 	}
-	if m.tlsMode != mailNoTLS {
-		m.tlsConf = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	if m.tlsMode == mailNoTLS {
 		if ca != "" {
-			pem, err := os.ReadFile(ca)
-			if err != nil {
-				return nil, false, fmt.Errorf("ca=%s: %w", ca, errors.Unwrap(err))
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, false, fmt.Errorf("ca=%s: no PEM certificate in it", ca)
-			}
-			m.tlsConf.RootCAs = pool
+			return errors.New("ca= needs TLS; drop tls=false")
 		}
-	} else if ca != "" {
-		return nil, false, errors.New("ca= needs TLS; drop tls=false")
+		return nil
 	}
+	m.tlsConf = &tls.Config{ServerName: m.host, MinVersion: tls.VersionTLS12}
+	if ca == "" {
+		return nil
+	}
+	pem, err := os.ReadFile(ca)
+	if err != nil {
+		return fmt.Errorf("ca=%s: %w", ca, errors.Unwrap(err))
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return fmt.Errorf("ca=%s: no PEM certificate in it", ca)
+	}
+	m.tlsConf.RootCAs = pool
+	return nil
+}
 
+// readAddresses checks the sender and the recipients (the URL's path, comma
+// separated) and keeps only their bare addresses for the SMTP envelope.
+func (m *mailNotifier) readAddresses(u *url.URL) error {
 	if m.from == "" {
-		return nil, false, errors.New("no sender: set from=, MAIL_FROM or a username that is an address")
+		return errors.New("no sender: set from=, MAIL_FROM or a username that is an address")
 	}
 	from, err := mail.ParseAddress(m.from)
 	if err != nil {
-		return nil, false, fmt.Errorf("from %q: not a mail address", m.from)
+		return fmt.Errorf("from %q: not a mail address", m.from)
 	}
 	m.from = from.Address
 	rcpt := strings.TrimPrefix(u.Path, "/")
 	if rcpt == "" {
-		return nil, false, errors.New("no recipient: want smtp://host:port/ops@example.com")
+		return errors.New("no recipient: want smtp://host:port/ops@example.com")
 	}
 	for _, r := range strings.Split(rcpt, ",") {
 		a, err := mail.ParseAddress(strings.TrimSpace(r))
 		if err != nil {
-			return nil, false, fmt.Errorf("recipient %q: not a mail address", r)
+			return fmt.Errorf("recipient %q: not a mail address", r)
 		}
 		m.to = append(m.to, a.Address)
 	}
-	return m, quiet, nil
+	return nil
 }
 
 func firstNonEmpty(s ...string) string {

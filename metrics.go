@@ -76,6 +76,13 @@ func newMetrics(dewyVersion string) *metrics {
 			Help: "The release that is live, as the version label; always 1.",
 		}, []string{"version"}),
 	}
+	m.register(dewyVersion)
+	return m
+}
+
+// register adds m's metrics, dewy's build info and the Go runtime and
+// process collectors to m's own registry.
+func (m *metrics) register(dewyVersion string) {
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "dewy_build_info",
 		Help:        "dewy's own version, as the version label; always 1.",
@@ -93,7 +100,6 @@ func newMetrics(dewyVersion string) *metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	return m
 }
 
 // observeDeploy records one deploy attempt; outcome is ok, failed or

@@ -105,82 +105,108 @@ func (s statusJSON) problems() []string {
 // printStatus writes s as a short table. Ages are measured against the
 // snapshot's own time, so a skewed or remote clock does not distort them.
 func printStatus(w io.Writer, s statusJSON, problems []string) error {
-	var b strings.Builder
-	row := func(k, format string, args ...any) {
-		fmt.Fprintf(&b, "%-11s %s\n", k, fmt.Sprintf(format, args...))
-	}
-	row("dewy", "%s %s", s.DewyVersion, s.Command)
-	row("registry", "%s", s.Registry)
+	var t statusTable
+	t.release(s)
+	t.polls(s)
+	t.deploys(s)
+	t.runtime(s, problems)
+	_, err := io.WriteString(w, t.String())
+	return err
+}
+
+// statusTable collects printStatus's rows, so that each group of rows can be
+// written by its own method and the whole table still goes out in one write.
+type statusTable struct{ strings.Builder }
+
+func (t *statusTable) row(k, format string, args ...any) {
+	fmt.Fprintf(t, "%-11s %s\n", k, fmt.Sprintf(format, args...))
+}
+
+// release writes what dewy is and which release it runs.
+func (t *statusTable) release(s statusJSON) {
+	t.row("dewy", "%s %s", s.DewyVersion, s.Command)
+	t.row("registry", "%s", s.Registry)
 	if s.Slot != "" {
-		row("slot", "%s", s.Slot)
+		t.row("slot", "%s", s.Slot)
 	}
 	if s.Current == "" {
-		row("current", "none")
+		t.row("current", "none")
 	} else {
-		row("current", "%s since %s", s.Current, stamp(s.CurrentSince, s.Time))
+		t.row("current", "%s since %s", s.Current, stamp(s.CurrentSince, s.Time))
 	}
 	if s.SHA256 != "" {
-		row("sha256", "%s", shortDigest(s.SHA256))
+		t.row("sha256", "%s", shortDigest(s.SHA256))
 	}
 	if s.VerifiedBy != "" {
-		row("verified", "by %s", s.VerifiedBy)
+		t.row("verified", "by %s", s.VerifiedBy)
 	}
+}
+
+// polls writes when the registry was last and will next be asked.
+func (t *statusTable) polls(s statusJSON) {
 	switch {
 	case s.LastPoll.IsZero():
-		row("last poll", "not yet")
+		t.row("last poll", "not yet")
 	case s.LastPollResult == "ok":
-		row("last poll", "ok, %s ago", age(s.Time.Sub(s.LastPoll)))
+		t.row("last poll", "ok, %s ago", age(s.Time.Sub(s.LastPoll)))
 	default:
-		row("last poll", "error, %s ago (%d in a row)", age(s.Time.Sub(s.LastPoll)), s.PollErrorStreak)
+		t.row("last poll", "error, %s ago (%d in a row)", age(s.Time.Sub(s.LastPoll)), s.PollErrorStreak)
 	}
 	if !s.NextPoll.IsZero() {
 		if d := s.NextPoll.Sub(s.Time); d > 0 {
-			row("next poll", "in %s", age(d))
+			t.row("next poll", "in %s", age(d))
 		} else {
-			row("next poll", "due")
+			t.row("next poll", "due")
 		}
 	}
 	if s.LastError != "" {
-		row("last error", "%s (%s ago)", s.LastError, age(s.Time.Sub(s.LastErrorAt)))
+		t.row("last error", "%s (%s ago)", s.LastError, age(s.Time.Sub(s.LastErrorAt)))
 	}
+}
+
+// deploys writes what keeps releases from going live and what goes next.
+func (t *statusTable) deploys(s statusJSON) {
 	for _, f := range s.Failed {
-		row("failed", "%s: %s", f.Version, f.Reason)
+		t.row("failed", "%s: %s", f.Version, f.Reason)
 	}
 	if s.Paused != nil {
-		row("deploys", "%s (since %s)", s.Paused, stamp(s.Paused.At, s.Time))
+		t.row("deploys", "%s (since %s)", s.Paused, stamp(s.Paused.At, s.Time))
 	}
 	if len(s.Held) > 0 {
-		row("held", "%s (rolled back from; dewy resume releases)", strings.Join(s.Held, ", "))
+		t.row("held", "%s (rolled back from; dewy resume releases)", strings.Join(s.Held, ", "))
 	}
 	switch {
 	case s.Pending != "" && s.PendingWhy != "":
-		row("next", "%s, held back: %s", s.Pending, s.PendingWhy)
+		t.row("next", "%s, held back: %s", s.Pending, s.PendingWhy)
 	case s.Pending != "":
-		row("next", "%s", s.Pending)
+		t.row("next", "%s", s.Pending)
 	}
+}
+
+// runtime writes the child, the sockets, the cache, the lease and the
+// verdict on health.
+func (t *statusTable) runtime(s statusJSON, problems []string) {
 	if s.Command == "server" {
 		if s.ChildPID == 0 {
-			row("child", "not running (%s)", plural(s.Restarts, "restart"))
+			t.row("child", "not running (%s)", plural(s.Restarts, "restart"))
 		} else {
-			row("child", "pid %d, generation %d, %s", s.ChildPID, s.Generation, plural(s.Restarts, "restart"))
+			t.row("child", "pid %d, generation %d, %s", s.ChildPID, s.Generation, plural(s.Restarts, "restart"))
 		}
 	}
 	if len(s.Listeners) > 0 {
-		row("listeners", "%s", strings.Join(s.Listeners, ", "))
+		t.row("listeners", "%s", strings.Join(s.Listeners, ", "))
 	}
 	if s.Cache != "" {
-		row("cache", "%s", s.Cache)
+		t.row("cache", "%s", s.Cache)
 	}
 	if s.LeaseHolder != "" {
-		row("lease", "%s", s.LeaseHolder)
+		t.row("lease", "%s", s.LeaseHolder)
 	}
 	if len(problems) == 0 {
-		row("health", "ok")
+		t.row("health", "ok")
 	} else {
-		row("health", "UNHEALTHY: %s", strings.Join(problems, "; "))
+		t.row("health", "UNHEALTHY: %s", strings.Join(problems, "; "))
 	}
-	_, err := io.WriteString(w, b.String())
-	return err
 }
 
 func stamp(t, now time.Time) string {

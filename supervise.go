@@ -157,36 +157,11 @@ func newSupervisor(cfg serverConfig, log *slog.Logger) (*supervisor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("find dewy's own executable: %w", err)
 	}
-	inherited, err := inheritedListeners(os.Getenv, os.Getpid())
+	lns, err := openListeners(specs)
 	if err != nil {
 		return nil, err
 	}
-	if len(inherited) > 0 {
-		// The descriptors are consumed; nothing else in dewy may adopt
-		// them again.
-		for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"} {
-			os.Unsetenv(k)
-		}
-	}
-	bound, err := bindListeners(specs, inherited)
-	if err != nil {
-		closeListeners(inherited)
-		return nil, err
-	}
-	if cfg.HealthTimeout <= 0 {
-		cfg.HealthTimeout = 30 * time.Second
-	}
-	if cfg.DrainTimeout <= 0 {
-		cfg.DrainTimeout = 30 * time.Second
-	}
-	if cfg.StopSignal == 0 {
-		cfg.StopSignal = syscall.SIGTERM
-	}
-	cfg.ReadyDelay = max(cfg.ReadyDelay, 0)
-	if cfg.HealthPath != "" && !strings.HasPrefix(cfg.HealthPath, "/") {
-		cfg.HealthPath = "/" + cfg.HealthPath
-	}
-	lns := append(inherited, bound...)
+	cfg = withServerDefaults(cfg)
 	var px *switchProxy
 	if cfg.Proxy != "" {
 		if px, err = newSwitchProxy(cfg.Proxy, lns, log); err != nil {
@@ -222,6 +197,47 @@ func newSupervisor(cfg serverConfig, log *slog.Logger) (*supervisor, error) {
 		s.shared = nil
 	}
 	return s, nil
+}
+
+// openListeners adopts the sockets systemd passed to dewy (LISTEN_FDS) and
+// binds the rest of specs. On failure nothing stays open.
+func openListeners(specs []listenSpec) ([]*listener, error) {
+	inherited, err := inheritedListeners(os.Getenv, os.Getpid())
+	if err != nil {
+		return nil, err
+	}
+	if len(inherited) > 0 {
+		// The descriptors are consumed; nothing else in dewy may adopt
+		// them again.
+		for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"} {
+			os.Unsetenv(k)
+		}
+	}
+	bound, err := bindListeners(specs, inherited)
+	if err != nil {
+		closeListeners(inherited)
+		return nil, err
+	}
+	return append(inherited, bound...), nil
+}
+
+// withServerDefaults fills in what cfg leaves unset, so that the loop never
+// has to tell "unset" from "zero".
+func withServerDefaults(cfg serverConfig) serverConfig {
+	if cfg.HealthTimeout <= 0 {
+		cfg.HealthTimeout = 30 * time.Second
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 30 * time.Second
+	}
+	if cfg.StopSignal == 0 {
+		cfg.StopSignal = syscall.SIGTERM
+	}
+	cfg.ReadyDelay = max(cfg.ReadyDelay, 0)
+	if cfg.HealthPath != "" && !strings.HasPrefix(cfg.HealthPath, "/") {
+		cfg.HealthPath = "/" + cfg.HealthPath
+	}
+	return cfg
 }
 
 // activate starts a new generation from the command, waits until it is
@@ -314,10 +330,7 @@ func (s *supervisor) run(ctx context.Context) error {
 		case ev := <-s.readyC:
 			l.ready(ev)
 		case c := <-s.drainC:
-			if !c.reaped {
-				s.log.Warn("child outlived the drain timeout; killing it", "gen", c.gen, "pid", c.pid, "timeout", s.cfg.DrainTimeout)
-				c.proc.kill()
-			}
+			l.drainExpired(c)
 		case <-l.restartC:
 			l.restartC = nil
 			l.restartCrashed()
@@ -333,14 +346,28 @@ func (s *supervisor) run(ctx context.Context) error {
 			l.downC = nil
 			l.goDown()
 		case <-s.killC:
-			l.halted = true
-			l.stopRestart()
-			for c := range l.children {
-				s.log.Warn("killing child", "gen", c.gen, "pid", c.pid)
-				c.proc.kill()
-			}
+			l.killAll()
 		}
 		l.checkDown()
+	}
+}
+
+// drainExpired kills c if it is still running when its DrainTimeout ends.
+func (l *loop) drainExpired(c *child) {
+	if !c.reaped {
+		l.s.log.Warn("child outlived the drain timeout; killing it", "gen", c.gen, "pid", c.pid, "timeout", l.s.cfg.DrainTimeout)
+		c.proc.kill()
+	}
+}
+
+// killAll answers kill. halted keeps crash restarts and queued requests
+// from starting a child after the SIGKILLs.
+func (l *loop) killAll() {
+	l.halted = true
+	l.stopRestart()
+	for c := range l.children {
+		l.s.log.Warn("killing child", "gen", c.gen, "pid", c.pid)
+		c.proc.kill()
 	}
 }
 
