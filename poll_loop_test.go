@@ -197,3 +197,73 @@ func waitCond(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// bakeDeployer is a server deployer whose v1.0.0 is live with a child of
+// no restarts, over a memory cache that plays a shared one, with a clock
+// the test moves.
+func bakeDeployer(t *testing.T) (d *deployer, now *time.Time, freed *int) {
+	t.Helper()
+	d = newTestDeployer(t, &listRegistry{}, t.TempDir())
+	d.cfg.Command = "server"
+	cs, err := newCache(t.Context(), "memory://", d.cfg.Root, noEnv, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Quarantine is a fleet's; the memory cache stands in for a shared one.
+	cs.remote, cs.bake = true, time.Minute
+	d.cache, d.fleet = cs, "app"
+	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	now, freed = &clock, new(int)
+	d.now = func() time.Time { return *now }
+	d.state.Current = "v1.0.0"
+	d.children.set(100, 1, 0)
+	d.startBake("v1.0.0", func() { *freed++ })
+	t.Cleanup(d.endBake)
+	return d, now, freed
+}
+
+// A baking release keeps the fleet's slot for the bake time, and no longer.
+func TestBakeKeepsTheSlotForTheBakeTime(t *testing.T) {
+	d, now, freed := bakeDeployer(t)
+	*now = now.Add(59 * time.Second)
+	d.bakeCheck(t.Context())
+	if *freed != 0 || d.baking == nil {
+		t.Fatalf("after 59s of a 1m bake: freed %d times, baking %v; want the slot kept", *freed, d.baking != nil)
+	}
+	*now = now.Add(time.Second)
+	d.bakeCheck(t.Context())
+	if *freed != 1 || d.baking != nil {
+		t.Fatalf("after the 1m bake: freed %d times, baking %v; want the slot freed once", *freed, d.baking != nil)
+	}
+	if q, _ := d.cache.quarantined(t.Context(), d.fleet, "v1.0.0"); q != nil {
+		t.Errorf("a release that baked well is quarantined: %+v", q)
+	}
+}
+
+// A baking release whose child restarted is quarantined and the slot
+// freed at once; one that an operator replaced meanwhile just frees it.
+func TestBakeEndsEarly(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		change     func(d *deployer)
+		quarantine bool
+	}{
+		{"crash restart", func(d *deployer) { d.children.set(101, 2, 1) }, true},
+		{"child gone", func(d *deployer) { d.children.set(0, 1, 0) }, true},
+		{"rolled back", func(d *deployer) { d.state.Current = "v0.9.0" }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, now, freed := bakeDeployer(t)
+			tc.change(d)
+			*now = now.Add(time.Second)
+			d.bakeCheck(t.Context())
+			if *freed != 1 || d.baking != nil {
+				t.Fatalf("freed %d times, baking %v; want the slot freed at once", *freed, d.baking != nil)
+			}
+			q, _ := d.cache.quarantined(t.Context(), d.fleet, "v1.0.0")
+			if (q != nil) != tc.quarantine {
+				t.Errorf("quarantined = %+v, want quarantined %v", q, tc.quarantine)
+			}
+		})
+	}
+}
