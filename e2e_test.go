@@ -42,7 +42,7 @@ func dewyBinary(t *testing.T) string {
 			return
 		}
 		// Removed by TestMain.
-		if dewyBinDir, dewyBinErr = os.MkdirTemp("", "dewy-e2e-bin-"); dewyBinErr != nil {
+		if dewyBinDir, dewyBinErr = sharedDirs.make("dewy-e2e-bin-"); dewyBinErr != nil {
 			return
 		}
 		dewyBinErr = os.Symlink(self, filepath.Join(dewyBinDir, dewyAsName))

@@ -50,7 +50,7 @@ func tpGoApp(t *testing.T, name string) string {
 	t.Helper()
 	tpBuildOnce.Do(func() {
 		// Removed by TestMain.
-		tpBuildDir, tpBuildErr = os.MkdirTemp("", "dewy-test-thirdparty-")
+		tpBuildDir, tpBuildErr = sharedDirs.make("dewy-test-thirdparty-")
 		if tpBuildErr != nil {
 			return
 		}
