@@ -194,7 +194,7 @@ func (a *adminServer) restart(w http.ResponseWriter, r *http.Request) {
 	// The restart must not be abandoned half-way because the client hung
 	// up; only dewy stopping cancels it.
 	if err := a.act.restart(a.ctx); err != nil {
-		a.log.Error("restart failed; previous process keeps serving", "err", err)
+		// Logged where the restart ran.
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 		return
 	}

@@ -589,7 +589,11 @@ func (d *deployer) restartLive(ctx context.Context) error {
 	e.Previous = current
 	err := sdReload(ctx, r.restart, func() string { return "serving " + orNone(d.state.Current) })
 	if err != nil {
-		d.log.Error("restart failed; previous process keeps serving", "err", err)
+		msg := "restart failed; previous process keeps serving"
+		if current == "" {
+			msg = "restart failed"
+		}
+		d.log.Error(msg, "err", err)
 		e.Outcome, e.Error = outcomeFailed, err.Error()
 	} else {
 		d.log.Info("restarted " + orNone(current))

@@ -143,8 +143,10 @@ func (d *deployer) idle(ctx context.Context, wait time.Duration, poke <-chan str
 		case <-ctx.Done():
 			return false
 		case <-poke:
+			d.servePending(ctx)
 			return true
 		case <-t.C:
+			d.servePending(ctx)
 			return true
 		case c := <-d.ctlC:
 			d.serveControl(c)
@@ -152,6 +154,22 @@ func (d *deployer) idle(ctx context.Context, wait time.Duration, poke <-chan str
 			d.serveRestarts(ctx, w)
 		case <-d.bakeC():
 			d.bakeCheck(ctx)
+		}
+	}
+}
+
+// servePending serves the requests already waiting when a check comes
+// due: select picks among ready cases at random, and an operator who asked
+// before the check (a pause, say) must go before it.
+func (d *deployer) servePending(ctx context.Context) {
+	for {
+		select {
+		case c := <-d.ctlC:
+			d.serveControl(c)
+		case w := <-d.restartC:
+			d.serveRestarts(ctx, w)
+		default:
+			return
 		}
 	}
 }

@@ -68,6 +68,13 @@ func (g *gateActivator) waitEntered(t *testing.T, want string) {
 // with an application that waits for the test; the loop's first check is
 // held in v1.0.0's activation when it returns.
 func startLoop(t *testing.T) (*deployer, *gateActivator, *observerLog) {
+	d, g, ol, _, _ := startLoopPoked(t)
+	return d, g, ol
+}
+
+// startLoopPoked is startLoop that also returns the registry's directory
+// and the loop's poke channel.
+func startLoopPoked(t *testing.T) (*deployer, *gateActivator, *observerLog, string, chan struct{}) {
 	t.Helper()
 	reg := t.TempDir()
 	publishAtomic(t, reg, "v1.0.0", map[string][]byte{"index.html": []byte("one")})
@@ -81,10 +88,11 @@ func startLoop(t *testing.T) (*deployer, *gateActivator, *observerLog) {
 	d.controlState.init()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); d.pollLoop(ctx, time.Hour, nil) }()
+	poke := make(chan struct{}, 1)
+	go func() { defer close(done); d.pollLoop(ctx, time.Hour, poke) }()
 	t.Cleanup(func() { cancel(); <-done })
 	g.waitEntered(t, "v1.0.0")
-	return d, g, ol
+	return d, g, ol, reg, poke
 }
 
 // observerLog keeps the events the observer hears.
@@ -169,6 +177,36 @@ func TestLoopQueuesAControlBehindADeploy(t *testing.T) {
 	}
 	if got := d.obs.board.snapshot(); got.Current != "v1.0.0" || got.Paused == nil || got.Paused.Reason != "freeze" {
 		t.Errorf("status current %q, paused %+v; want v1.0.0, paused for freeze", got.Current, got.Paused)
+	}
+}
+
+// A pause that waits while a check comes due goes first: the newer
+// release is not deployed.
+func TestLoopServesAWaitingPauseBeforeTheNextCheck(t *testing.T) {
+	d, g, _, reg, poke := startLoopPoked(t)
+	answers := make(chan error, 1)
+	go func() {
+		_, err := d.control(t.Context(), controlRequest{Action: "pause", By: "test"})
+		answers <- err
+	}()
+	waitCond(t, "the pause waiting", func() bool { return d.ctlWaiting.Load() == 1 })
+	publishAtomic(t, reg, "v2.0.0", map[string][]byte{"index.html": []byte("two")})
+	poke <- struct{}{} // due at the same moment as the pause
+	g.release <- struct{}{}
+	select {
+	case err := <-answers:
+		if err != nil {
+			t.Fatalf("pause = %v, want nil", err)
+		}
+	case v := <-g.entered:
+		t.Fatalf("%s began deploying while a pause was waiting", v)
+	case <-time.After(time.Minute):
+		t.Fatal("pause not answered within a minute")
+	}
+	select {
+	case v := <-g.entered:
+		t.Fatalf("%s deployed after the pause", v)
+	case <-time.After(200 * time.Millisecond): // nothing to wait for: a deploy would begin at once
 	}
 }
 

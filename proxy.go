@@ -132,7 +132,7 @@ func (p *switchProxy) start() {
 	for _, l := range p.lns {
 		if p.mode == proxyHTTP {
 			p.serving.Go(func() {
-				if err := p.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				if err := p.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 					p.log.Error("serve", "listener", l.starter, "err", err)
 				}
 			})
